@@ -1,0 +1,50 @@
+# OkraInsight developer commands. Everything a machine needs is installed from here.
+#   make demo   set up .venv and run the main job on the built-in default
+#   make test   set up .venv with everything the tests need and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+EXTRAS ?= train,label,serve,dev
+STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint format clean
+
+help:
+	@echo "make demo    set up and run the main job on the built-in default"
+	@echo "make test    set up and run the whole test suite"
+	@echo "make lint    ruff check of the package, tests and benchmarks"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet "pip>=24" wheel
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_OUT)
+	$(BIN)/okra synth $(DEMO_OUT)/dataset --n 24 --seed 0 --size 512x384
+	$(BIN)/okra dataset check $(DEMO_OUT)/dataset
+	$(BIN)/okra explore $(DEMO_OUT)/dataset --out $(DEMO_OUT)/report.html
+	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser."
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build dist src/*.egg-info
