@@ -73,6 +73,386 @@ def parse_size(text: str) -> tuple[int, int]:
 # Verbs. Each verb lives in one function below; the library does the work.
 # ----------------------------------------------------------------------------------
 
+
+@app.command("convert")
+def convert_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders or glob patterns to convert."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the JPEGs (sub-folders are kept)."),
+    quality: int = typer.Option(92, "--quality", "-q", min=1, max=100, help="JPEG quality, 1..100."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk sub-folders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace JPEGs that already exist."),
+) -> None:
+    """Convert photos (iPhone HEIC, PNG, TIFF, WebP, ...) to upright JPEGs, orientation applied.
+
+    Bad files are reported one line each and the rest converted; exit code 1 if any failed.
+
+    Existing outputs are skipped unless --overwrite.
+
+    Example:  okra convert ~/Pictures/okra --out data/raw/images --quality 92
+    """
+    from okrainsight.convert import convert_images
+
+    report = convert_images(inputs, out, quality, recursive=recursive, overwrite=overwrite)
+    for failure in report.failed:
+        err_console.print(f"okra: convert: {failure.message}", markup=False, soft_wrap=True)
+    console.print(f"{report.summary()}; output in {out}", markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+dataset_app = typer.Typer(
+    help=(
+        "Check a dataset folder for defects and split it into train/val/test grouped by okra.\n\n"
+        "Example:  okra dataset check data/okra && okra dataset split data/okra --val 0.1 --test 0.1"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("check")
+def dataset_check_cmd(
+    root: Path = typer.Argument(..., help="Dataset folder (with images/ inside)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the defects as a JSON list instead of a table."
+    ),
+    repair: bool = typer.Option(False, "--repair", help="First cut a torn last line off manifest.jsonl."),
+) -> None:
+    """Report every defect of a dataset (missing or bad masks, orphans, duplicates, bad prompts...).
+
+    Exit code 0 when the dataset is clean, 1 when any defect is found.
+
+    Example:  okra dataset check data/okra --json > defects.json
+    """
+    import json as _json
+    from collections import Counter
+
+    from rich.table import Table
+
+    from okrainsight.dataset import DatasetLayout, check_dataset
+
+    defects = check_dataset(root, repair=repair, progress=not as_json)
+    n_images = len(DatasetLayout(root).image_paths())
+    if as_json:
+        console.print_json(_json.dumps([d.to_json() for d in defects]))
+    elif defects:
+        table = Table(title=f"Defects in {root}")
+        for col in ("kind", "stem", "message"):
+            table.add_column(col, overflow="fold")
+        for d in defects:
+            table.add_row(d.kind, d.stem, d.message)
+        console.print(table)
+    if not as_json:
+        counts = ", ".join(f"{k}: {n}" for k, n in Counter(d.kind for d in defects).items())
+        status = f"{len(defects)} defects ({counts})" if defects else "no defects"
+        console.print(f"{n_images} images checked, {status}", markup=False)
+    if defects:
+        raise typer.Exit(1)
+
+
+@dataset_app.command("split")
+def dataset_split_cmd(
+    root: Path = typer.Argument(..., help="Dataset folder (with images/ inside)."),
+    val: float = typer.Option(0.1, "--val", min=0.0, max=0.9, help="Share of images for validation."),
+    test: float = typer.Option(0.1, "--test", min=0.0, max=0.9, help="Share of images for testing."),
+    seed: int = typer.Option(0, "--seed", help="Shuffling seed; the same seed gives the same lists."),
+    group_regex: str | None = typer.Option(
+        None, "--group-regex", help="Regex on the stem; its first capture group is the okra (group) key."
+    ),
+) -> None:
+    """Write splits/train.txt, val.txt and test.txt, keeping all photos of one okra in one split.
+
+    A stem's group: its groups.csv row (stem,group), else the --group-regex capture.
+
+    Otherwise a rendered scene is its own group, and a photo's is its stem up to the first digits.
+
+    okra_12_tipbreak_int1 and okra_12_tipbend_int1 both belong to group okra_12.
+
+    Example:  okra dataset split data/okra --val 0.1 --test 0.1 --seed 0 --group-regex '^(okra_\\d+)'
+    """
+    from okrainsight.dataset import SPLIT_NAMES, split_dataset
+
+    if val + test >= 1.0:
+        raise typer.BadParameter(f"--val {val} plus --test {test} must leave a share for training")
+    result = split_dataset(root, (1.0 - val - test, val, test), seed=seed, group_regex=group_regex)
+    groups = result.group_counts()
+    for name in SPLIT_NAMES:
+        n = len(result.splits[name])
+        console.print(
+            f"{name:5s} {n:6d} images {groups[name]:6d} groups -> {root}/splits/{name}.txt", markup=False
+        )
+
+
+@app.command("explore")
+def explore_cmd(
+    root: Path = typer.Argument(..., help="Dataset folder (with images/ inside)."),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write; thumbnails go to <name>_files/."),
+    thumb_size: int = typer.Option(256, "--thumb-size", min=16, max=1024, help="Longest thumbnail side."),
+) -> None:
+    """Write a static HTML page (no server needed) with every image, its mask, stats and defects.
+
+    Open the page from disk in any browser; the filter box finds stems and defect kinds.
+
+    Example:  okra explore data/okra --out report.html
+    """
+    from okrainsight.explore import build_explorer
+
+    report = build_explorer(root, out, thumb_size=thumb_size)
+    console.print(
+        f"{report.n_images} images, {report.n_defects} defects -> {report.html_path} "
+        f"(thumbnails in {report.files_dir})",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 serves phones on the network."
+    ),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="TCP port."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="Dataset folder for labelling and captures."),
+    model: str = typer.Option("default", "--model", "-m", help="Model folder, its model.onnx, or 'default'."),
+    teacher: str = typer.Option("grabcut", "--teacher", help="Teacher for the label page (grabcut, sam...)."),
+    https: bool = typer.Option(False, "--https", help="Serve HTTPS with a self-signed certificate (phones)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.1, help="Largest accepted upload."),
+    timeout: float = typer.Option(30.0, "--timeout", min=1.0, help="Per-request limit in seconds."),
+) -> None:
+    """Serve the live camera app (model runs in the browser), the label page and the REST API.
+
+    Pages: / live camera, /label click-to-label, /explore gallery, /docs API.
+    Phones need --host 0.0.0.0 --https (the camera opens only over HTTPS).
+
+    Example:  okra serve --host 0.0.0.0 --https --data data/okra --model runs/fast
+    """
+    try:
+        import uvicorn
+    except ImportError as exc:
+        from okrainsight.errors import MissingDependencyError
+
+        raise MissingDependencyError("uvicorn", "serve") from exc
+    from okrainsight.server.app import create_app
+
+    application = create_app(
+        data,
+        model=model,
+        teacher=teacher,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        request_timeout_s=timeout,
+        strict_model=True,
+    )
+    ssl: dict[str, str] = {}
+    if https:
+        from okrainsight.server.tls import ensure_self_signed
+
+        cert, key = ensure_self_signed()
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    scheme = "https" if https else "http"
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    console.print(f"okra serve: {scheme}://{shown}:{port}/  (label: /label, API docs: /docs)", markup=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", **ssl)
+
+
+@app.command("label")
+def label_cmd(
+    root: Path = typer.Argument(..., help="Dataset folder (with images/ inside)."),
+    teacher: str = typer.Option("sam", "--teacher", "-t", help="Teacher: sam, grabcut or student."),
+    model_type: str = typer.Option("vit_h", "--model-type", help="SAM model type: vit_h, vit_l or vit_b."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="SAM checkpoint file (sam teacher) or model folder (student teacher)."
+    ),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="Prompts JSON {stem: {points, labels, box}}; default DATA/prompts.json."
+    ),
+    auto_prompt: bool = typer.Option(
+        False, "--auto-prompt", help="Propose points where no prompts exist (from --student, else colour)."
+    ),
+    student: Path | None = typer.Option(
+        None, "--student", help="Trained model folder: auto-prompts from its masks and flags disagreement."
+    ),
+    redo: bool = typer.Option(False, "--redo", help="Relabel images that already have a mask."),
+    shard: str = typer.Option("0/1", "--shard", help="Label only shard i of n (i/n), e.g. 0/4."),
+    review: bool = typer.Option(
+        False, "--review", help="Do not label: list flagged labels, write review.csv."
+    ),
+    accept: list[str] = typer.Option([], "--accept", help="Accept the label of this stem (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present), cuda, mps or cpu."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Label every image without a mask with a teacher; resumable, with provenance in manifest.jsonl.
+
+    Writes masks/<stem>.png, soft/<stem>.png and one manifest record per mask. Kill it at any
+    moment and run it again: it finishes exactly the rest. With --review it labels nothing and
+    lists the labels quality control flagged, most suspicious first, into review.csv; tick the
+    accepted column there (or pass --accept STEM) to clear a flag.
+
+    Example:  okra label data/okra --teacher sam --model-type vit_h --checkpoint sam_vit_h_4b8939.pth
+    """
+    from okrainsight.labeling import label_dataset, parse_shard
+    from okrainsight.qc import review as run_review
+
+    if review or accept:
+        rows, path = run_review(root, accept=list(accept))
+        for r in rows:
+            console.print(f"{r.suspicion:7.2f}  {r.stem}  {' '.join(r.flags)}", markup=False)
+        console.print(f"{len(rows)} labels to review -> {path}", markup=False)
+        return
+    from okrainsight.teachers import create_teacher
+    from okrainsight.teachers.student import load_student_mask_fn
+
+    kwargs: dict[str, object] = {"device": device}
+    if teacher == "sam":
+        kwargs.update(model_type=model_type, checkpoint=checkpoint)
+    elif teacher == "student":
+        kwargs.update(model=checkpoint or student)
+    teacher_obj = create_teacher(teacher, **kwargs)
+    student_fn = None if student is None else load_student_mask_fn(student)
+    report = label_dataset(
+        root,
+        teacher_obj,
+        prompts=prompts,
+        auto_prompt=auto_prompt,
+        redo=redo,
+        shard=parse_shard(shard),
+        student=student_fn,
+        progress=progress,
+    )
+    for _stem, message in report.failed:
+        err_console.print(f"okra: label: {message}", markup=False, soft_wrap=True)
+    console.print(
+        f"{len(report.labelled)} labelled, {len(report.completed)} completed, {len(report.skipped)} kept, "
+        f"{len(report.failed)} failed, {len(report.flagged)} flagged for review (okra label {root} --review)",
+        markup=False,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+interop_app = typer.Typer(
+    help=(
+        "Move masks between OkraInsight datasets and LabelMe, COCO (RLE) and YOLO segmentation.\n\n"
+        "Example:  okra interop to-coco data/okra --out okra_coco.json"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(interop_app, name="interop")
+
+
+def _interop_done(report: object, what: str) -> None:
+    failed = getattr(report, "failed", [])
+    for name, message in failed:
+        err_console.print(f"okra: interop: {name}: {message}", markup=False, soft_wrap=True)
+    console.print(f"{len(getattr(report, 'written', []))} {what}, {len(failed)} failed", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@interop_app.command("from-labelme")
+def interop_from_labelme_cmd(
+    src: Path = typer.Argument(..., help="Folder of LabelMe .json files (or one file)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder to write images/ and masks/ into."),
+    label: list[str] = typer.Option([], "--label", help="Only shapes with this label (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace masks that exist."),
+) -> None:
+    """Import LabelMe polygons as masks.
+
+    Example:  okra interop from-labelme labelme_json/ --data data/okra --label okra
+    """
+    from okrainsight.interchange import import_labelme
+
+    report = import_labelme(src, data, labels=set(label) or None, overwrite=overwrite)
+    _interop_done(report, "masks imported")
+
+
+@interop_app.command("to-coco")
+def interop_to_coco_cmd(
+    data: Path = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="COCO JSON file to write."),
+) -> None:
+    """Export masks as COCO instance segmentation (compressed RLE, one annotation per pod).
+
+    Example:  okra interop to-coco data/okra --out okra_coco.json
+    """
+    from okrainsight.interchange import export_coco
+
+    _interop_done(export_coco(data, out), f"images exported to {out}")
+
+
+@interop_app.command("from-coco")
+def interop_from_coco_cmd(
+    src: Path = typer.Argument(..., help="COCO JSON file (RLE or polygon segmentations)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder to write masks/ into."),
+    images: Path | None = typer.Option(
+        None, "--images", help="Where the images are (default: JSON's folder)."
+    ),
+    category: str = typer.Option("okra", "--category", help="Category name to import; '*' for all."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace masks that exist."),
+) -> None:
+    """Import COCO masks (all annotations of an image joined into its mask).
+
+    Example:  okra interop from-coco okra_coco.json --data data/okra
+    """
+    from okrainsight.interchange import import_coco
+
+    cat = None if category == "*" else category
+    report = import_coco(src, data, images_dir=images, category=cat, overwrite=overwrite)
+    _interop_done(report, "masks imported")
+
+
+@interop_app.command("to-yolo")
+def interop_to_yolo_cmd(
+    data: Path = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, labels/ and data.yaml."),
+) -> None:
+    """Export masks as YOLO segmentation polygons (class 0 = okra, coordinates 0..1).
+
+    Example:  okra interop to-yolo data/okra --out okra_yolo/
+    """
+    from okrainsight.interchange import export_yolo
+
+    _interop_done(export_yolo(data, out), f"label files written to {out}/labels")
+
+
+@app.command("synth")
+def synth_cmd(
+    out: Path = typer.Argument(..., help="Dataset folder to write (images/, masks/, instances/, manifest)."),
+    n: int = typer.Option(100, "--n", min=0, help="Number of images to render."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Base seed; image i uses a seed from (seed, i)."),
+    size: str = typer.Option("512x384", "--size", help="Image size WIDTHxHEIGHT."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: all CPU cores)."),
+    backgrounds: Path | None = typer.Option(None, "--backgrounds", help="Photos to composite pods onto."),
+    negatives: Path | None = typer.Option(None, "--negatives", help="Photos without okra (empty masks)."),
+    negative_fraction: float = typer.Option(
+        0.1, "--negative-fraction", min=0.0, max=1.0, help="Share of images taken from --negatives."
+    ),
+    kinds: str | None = typer.Option(
+        None, "--kinds", help="Comma-separated scene kinds, e.g. white,pile,plant,negative (default: a mix)."
+    ),
+    include_stem: bool = typer.Option(False, "--include-stem", help="Put the stem in the mask too."),
+) -> None:
+    """Render synthetic okra scenes with exact masks (training data, tests, demos).
+
+    Scenes: pods on white, plates, wood, cloth, paper, boards, market piles, hands, the plant,
+    and look-alikes that are not okra (beans, chillies, cucumbers, pea pods, gourds, leaves).
+
+    Example:  okra synth data/synth --n 2000 --seed 0 --size 512x384 --negatives photos/greens
+    """
+    from okrainsight.synth import render_dataset
+
+    wh = parse_size(size)
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    path = render_dataset(
+        out, n, seed, wh, workers=workers, backgrounds=backgrounds, negatives=negatives,
+        negative_fraction=negative_fraction, kinds=kind_list, include_stem=include_stem,
+    )
+    console.print(f"{n} images rendered in {path}", markup=False)
+
+
 # --- end of verbs ---
 
 

@@ -94,8 +94,8 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        msg = str(exc) or type(exc).__name__
-        if "truncated" in msg.lower():
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        if "truncated" in msg.lower() or "end of file" in msg.lower():
             msg = "image data is truncated (the file is incomplete)"
         raise ImageReadError(path, f"corrupt image: {msg}") from exc
     return img
@@ -165,15 +165,36 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         bits16 = img.format in ("PNG", "TIFF") and img.mode in ("RGB", "RGBA") and _is_16bit_colour(p, img)
         if bits16:
             arr = _read_with_opencv(p)
-            if arr is not None and arr.shape[:2] == (oriented.size[1], oriented.size[0]):
-                return arr
+            if arr is not None:
+                arr = _apply_orientation(arr, img.getexif().get(0x0112, 1))
+                if arr.shape[:2] == (oriented.size[1], oriented.size[0]):
+                    return np.ascontiguousarray(arr)
         return np.ascontiguousarray(_to_rgb_uint8(oriented))
     except ImageReadError:
         raise
-    except (OSError, ValueError) as exc:
-        raise ImageReadError(p, f"cannot convert image to RGB: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageReadError(p, f"cannot convert image to RGB: {msg}") from exc
     finally:
         img.close()
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W, ...) array stored with EXIF ``orientation`` (1..8) the way a person sees it.
+
+    Matches :func:`PIL.ImageOps.exif_transpose`; used for pixels decoded without Pillow.
+    """
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 1)[:, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    fn = transforms.get(int(orientation) if isinstance(orientation, int) else 1)
+    return arr if fn is None else fn(arr)
 
 
 def _is_16bit_colour(path: Path, img: Image.Image) -> bool:
