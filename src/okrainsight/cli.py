@@ -242,8 +242,11 @@ def serve_cmd(
         teacher=teacher,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         request_timeout_s=timeout,
-        strict_model=True,
+        strict_model=model != "default",
     )
+    if application.state.okra.model is None:
+        problem = application.state.okra.model_error
+        err_console.print(f"okra serve: no model, the live page is off: {problem}", markup=False)
     ssl: dict[str, str] = {}
     if https:
         from okrainsight.server.tls import ensure_self_signed
@@ -451,6 +454,240 @@ def synth_cmd(
         negative_fraction=negative_fraction, kinds=kind_list, include_stem=include_stem,
     )
     console.print(f"{n} images rendered in {path}", markup=False)
+
+
+@app.command("segment")
+def segment_cmd(
+    inputs: list[str] | None = typer.Argument(
+        None, help="Photos, folders (recursive), glob patterns and videos (.mp4 .mov .avi .mkv)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (required unless --source)."),
+    model: str = typer.Option("default", "--model", "-m", help="Built-in name, model folder or .onnx file."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Okra probability threshold (default: the model card's)."
+    ),
+    threads: int = typer.Option(2, "--threads", min=1, help="ONNX Runtime threads."),
+    source: int | None = typer.Option(
+        None, "--source", help="Webcam index for a live window (needs a display)."
+    ),
+    video_stride: int = typer.Option(1, "--video-stride", min=1, help="Segment every n-th video frame."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Find okra in photos and videos: masks, overlays, cut-outs, report.html and results.json.
+
+    Runs on ONNX Runtime (no torch). A bad input is listed with its error and the rest go on;
+    the exit code is 1 when any input failed.
+
+    Example:  okra segment photos/ clip.mp4 "more/*.jpg" --out results/ --model default
+    """
+    from okrainsight.errors import ConfigError
+    from okrainsight.segment import failed_count, segment_camera, segment_inputs
+
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise typer.BadParameter("--threshold must lie strictly between 0 and 1", param_hint="--threshold")
+    if source is not None:
+        if inputs:
+            raise ConfigError("give either input files or --source, not both")
+        frames = segment_camera(source, model, threshold, threads=threads)
+        console.print(f"{frames} frames shown", markup=False)
+        return
+    if not inputs:
+        raise ConfigError("no inputs: name photos, folders, globs or videos (or --source N for a webcam)")
+    if out is None:
+        raise ConfigError("--out DIR is required: the folder for masks, overlays and results.json")
+    results = segment_inputs(
+        inputs, out, model, threshold, threads=threads, progress=not no_progress, video_stride=video_stride
+    )
+    images = results["images"]
+    for item in images:
+        if item.get("error"):
+            err_console.print(f"okra: error: {item['error']}", markup=False, soft_wrap=True)
+    failed = failed_count(results)
+    found = sum(1 for i in images if i.get("okra_found"))
+    console.print(
+        f"{len(images) - failed} of {len(images)} inputs segmented, {found} with okra; "
+        f"report: {out / 'report.html'}",
+        markup=False,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("models")
+def models_cmd(
+    paths: list[str] | None = typer.Argument(None, help="Model folders or .onnx files to list as well."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the built-in models and any given model folders: arch, input size, size, metrics.
+
+    Example:  okra models runs/lraspp-small
+    """
+    import json
+
+    from rich.table import Table
+
+    from okrainsight.runtime import describe_model, list_builtin_models
+
+    specs = [*list_builtin_models(), *(paths or [])]
+    infos = [describe_model(s) for s in specs]
+    if as_json:
+        console.print_json(json.dumps(infos))
+        return
+    if not infos:
+        console.print("no built-in models installed yet; name model folders to list them", markup=False)
+        return
+    table = Table(title="Models")
+    for col in ("model", "arch", "input", "parameters", "files", "metrics"):
+        table.add_column(col)
+    for spec, info in zip(specs, infos, strict=True):
+        files = ", ".join(
+            f"{k} {v / 1e6:.2f} MB" if v >= 100_000 else f"{k} {v / 1e3:.1f} kB"
+            for k, v in info["files"].items()
+        )
+        metrics = ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in info["metrics"].items()
+        )
+        params = info["parameters"]
+        table.add_row(
+            f"{info['name']} ({spec})",
+            info["arch"],
+            "x".join(str(v) for v in info["input_size"]),
+            f"{params:,}" if isinstance(params, int) else "-",
+            files,
+            metrics or "-",
+        )
+    console.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Argument(..., help="Dataset folder (images/, masks/, optional soft/ and splits/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (or to resume)."),
+    arch: str | None = typer.Option(None, "--arch", help="Student architecture (see 'okra models')."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Number of epochs."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per batch (per device)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adamw (cosine) or sgd (poly)."),
+    input_size: str | None = typer.Option(None, "--input-size", help="Network input WIDTHxHEIGHT."),
+    devices: str | None = typer.Option(None, "--devices", help="Lightning devices: auto, 1, 4, '0,1'."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Lightning strategy, e.g. ddp."),
+    num_nodes: int | None = typer.Option(None, "--num-nodes", help="Machines for multi-node DDP."),
+    precision: str | None = typer.Option(None, "--precision", help="e.g. 32-true, bf16-mixed (auto)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop after this much time."),
+    soft_weight: float | None = typer.Option(None, "--soft-weight", help="Weight of distillation on soft/."),
+    negatives: list[Path] | None = typer.Option(
+        None, "--negatives", help="Folder of images without okra (repeatable)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", help="Data-loading worker processes."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+) -> None:
+    """Train a student on a dataset's grouped split (PyTorch Lightning); the best weights land in OUT.
+
+    Example:  okra train data/synth --arch okra_lraspp_small --out runs/small --config configs/default.yaml
+
+    Several GPUs:  okra train data/synth --out runs/ddp --devices 4 --strategy ddp
+    """
+    try:
+        from okrainsight.training import make_config, train
+    except ImportError as exc:
+        from okrainsight.errors import MissingDependencyError
+
+        raise MissingDependencyError(exc.name or "lightning", "train") from exc
+    overrides = {
+        "data": str(data),
+        "out": str(out),
+        "arch": arch,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "input_size": parse_size(input_size) if input_size else None,
+        "devices": devices,
+        "accelerator": accelerator,
+        "strategy": strategy,
+        "num_nodes": num_nodes,
+        "precision": precision,
+        "resume": resume or None,
+        "max_minutes": max_minutes,
+        "soft_weight": soft_weight,
+        "negatives": [str(n) for n in negatives] if negatives else None,
+        "workers": workers,
+        "seed": seed,
+    }
+    cfg = make_config(config, overrides)
+    run = train(cfg)
+    from okrainsight.checkpoint import CARD_FILE, load_card
+
+    if (run / CARD_FILE).is_file():
+        metrics = load_card(run).metrics
+        iou_text = f"{metrics['val_iou']:.4f}" if isinstance(metrics.get("val_iou"), float) else "n/a"
+        console.print(f"trained {cfg.arch}: best val IoU {iou_text}; model and curves in {run}", markup=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Path = typer.Argument(..., help="Model folder (card.json + model.safetensors) or run folder."),
+    data: Path = typer.Argument(..., help="Dataset folder."),
+    split: str = typer.Option("test", "--split", help="train, val, test or all."),
+    tolerance: int = typer.Option(2, "--tolerance", min=0, help="Boundary F-score tolerance in pixels."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (CSV, summary, gallery)."),
+    ground_truth: Path | None = typer.Option(
+        None, "--ground-truth", help="Folder of exact masks <stem>.png when DATA/masks/ are a teacher's."
+    ),
+    gallery: int = typer.Option(8, "--gallery", min=0, help="Worst images shown in gallery.png."),
+    latency_runs: int = typer.Option(20, "--latency-runs", min=1, help="Timed forward passes."),
+) -> None:
+    """Score a model on a dataset split: IoU, Dice, precision, recall, boundary F; size; latency.
+
+    Example:  okra eval runs/small data/synth --split test --out runs/small/eval
+    """
+    from rich.table import Table
+
+    from okrainsight.evaluate import evaluate
+
+    res = evaluate(
+        model,
+        data,
+        split=split,
+        tolerance=tolerance,
+        out=out,
+        ground_truth=ground_truth,
+        gallery=gallery,
+        latency_runs=latency_runs,
+    )
+    what = "accuracy vs ground truth" if res.reference == "ground_truth" else "fidelity vs teacher labels"
+    table = Table(title=f"{res.model['name']} on {data} ({split}): {what}")
+    table.add_column("set")
+    for col in ("images", "IoU", "Dice", "precision", "recall", f"boundary F@{tolerance}px", "mean IoU"):
+        table.add_column(col, justify="right")
+
+    def add(label: str, s: dict | None) -> None:
+        if s and s.get("images"):
+            vals = [s[k] for k in ("iou", "dice", "precision", "recall", "boundary_f", "mean_iou")]
+            table.add_row(label, str(int(s["images"])), *(f"{v:.4f}" for v in vals))
+
+    add("student" if res.reference == "ground_truth" else "student vs teacher", res.summary)
+    add("student vs teacher", res.fidelity)
+    add("teacher", res.teacher_accuracy)
+    console.print(table)
+    m = res.model
+    console.print(
+        f"model: {m['arch']} {m['parameters']:,} parameters, {m['bytes_fp32'] / 1e6:.2f} MB fp32, "
+        f"{m['bytes_fp16'] / 1e6:.2f} MB fp16; PyTorch CPU latency {m['latency_ms_cpu_median']:.1f} ms "
+        f"(median, {m['input_size'][0]}x{m['input_size'][1]}, {m['torch_threads']} threads)",
+        markup=False,
+    )
+    worst = res.worst(5)
+    if worst:
+        console.print("worst: " + ", ".join(f"{r['stem']} ({r['iou']:.3f})" for r in worst), markup=False)
+    console.print(f"per-image CSV, summary.json and gallery.png in {res.out}", markup=False)
+    for line in res.errors:
+        err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
+    if res.errors:
+        raise typer.Exit(1)
 
 
 # --- end of verbs ---
