@@ -6,12 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-EXTRAS ?= train,label,serve,dev
+EXTRAS ?= train,label,export,serve,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test lint format clean
+.PHONY: help venv demo test lint format clean web-assets
 
 help:
 	@echo "make demo    set up and run the main job on the built-in default"
@@ -35,7 +35,22 @@ demo: $(STAMP)
 	$(BIN)/okra explore $(DEMO_OUT)/dataset --out $(DEMO_OUT)/report.html
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser."
 
-test: $(STAMP)
+# Front-end runtime for okra serve: onnxruntime-web from npm (web/package-lock.json), copied into the
+# package's static files; nothing is fetched from a CDN at run time.
+VENDOR := src/okrainsight/server/static/vendor
+ORT_DIST := web/node_modules/onnxruntime-web/dist
+ORT_FILES := ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm \
+	ort.webgpu.min.js ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm
+
+web-assets: $(VENDOR)/.stamp
+
+$(VENDOR)/.stamp: web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cd $(ORT_DIST) && cp $(ORT_FILES) $(CURDIR)/$(VENDOR)/
+	touch $@
+
+test: $(STAMP) web-assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

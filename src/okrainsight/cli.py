@@ -472,6 +472,9 @@ def segment_cmd(
     ),
     video_stride: int = typer.Option(1, "--video-stride", min=1, help="Segment every n-th video frame."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    grader: str = typer.Option(
+        "default", "--grader", help="Tip-break grader folder, 'default' (built-in, if installed) or 'none'."
+    ),
 ) -> None:
     """Find okra in photos and videos: masks, overlays, cut-outs, report.html and results.json.
 
@@ -496,7 +499,8 @@ def segment_cmd(
     if out is None:
         raise ConfigError("--out DIR is required: the folder for masks, overlays and results.json")
     results = segment_inputs(
-        inputs, out, model, threshold, threads=threads, progress=not no_progress, video_stride=video_stride
+        inputs, out, model, threshold, threads=threads, progress=not no_progress, video_stride=video_stride,
+        grader=None if grader.lower() == "none" else grader,
     )
     images = results["images"]
     for item in images:
@@ -688,6 +692,118 @@ def eval_cmd(
         err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
     if res.errors:
         raise typer.Exit(1)
+
+
+grade_app = typer.Typer(
+    help=(
+        "The tip-break verdict: train and evaluate the tender/tough grader on labelled photos.\n\n"
+        "Example:  okra grade train photos/ --out runs/grader --model default"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(grade_app, name="grade")
+
+
+@grade_app.command("train")
+def grade_train_cmd(
+    data: Path = typer.Argument(
+        ..., help="Labelled photos: labels.csv, tender/ + tough/ folders, or tipbreak/tipbend names."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Grader folder to write (grader.json + grader.onnx)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Segmentation model for photos without masks/<stem>.png."
+    ),
+    folds: int = typer.Option(5, "--folds", min=2, help="Grouped cross-validation folds."),
+    test_fraction: float = typer.Option(
+        0.2, "--test-fraction", help="Share of okra held out for test metrics."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Split seed."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Train a grader: segment each photo's pod, measure it, fit a calibrated model grouped by okra.
+
+    Example:  okra grade train my-okra/ --out runs/grader --model default --folds 5
+    """
+    from okrainsight.grading.jobs import train_grader
+
+    if not 0.0 <= test_fraction < 0.9:
+        raise typer.BadParameter("must lie in [0, 0.9)", param_hint="--test-fraction")
+    m = train_grader(data, out, model=model, folds=folds, test_fraction=test_fraction, seed=seed,
+                     progress=not no_progress)
+    test = m.get("test") or {}
+    console.print(
+        f"grader saved to {out}: {m['n_train_pods']} training pods, grouped-CV ROC-AUC {m['cv_auc']:.3f} "
+        f"({m['model_form']}, C={m['C']:g})"
+        + (f"; held-out ROC-AUC {test['roc_auc']:.3f}" if test.get("roc_auc") is not None else ""),
+        markup=False,
+    )
+    if m["n_errors"]:
+        raise typer.Exit(1)
+
+
+@grade_app.command("eval")
+def grade_eval_cmd(
+    grader: str = typer.Argument(..., help="Grader folder (or 'default')."),
+    data: Path = typer.Argument(..., help="Labelled photos (as for 'okra grade train')."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for pods.csv, metrics.json, reliability.png."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Segmentation model for photos without masks."
+    ),
+    include_train: bool = typer.Option(
+        False, "--include-train", help="Also score okra the grader was trained on."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Evaluate a grader: ROC-AUC, accuracy, confusion matrix, reliability diagram, per-pod CSV.
+
+    Example:  okra grade eval runs/grader my-okra/ --out runs/grader/eval
+    """
+    from okrainsight.grading.jobs import evaluate_grader
+
+    m = evaluate_grader(grader, data, out, model=model, include_train=include_train, progress=not no_progress)
+    auc = "n/a (one class)" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+    acc = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+    cm = m["confusion_matrix"]["rows_true_cols_predicted"]
+    console.print(
+        f"{m['n']} pods: ROC-AUC {auc}, accuracy {acc}, confusion [[TN FP] [FN TP]] = {cm}; "
+        f"{m['n_without_pod']} photo(s) without a plausible pod",
+        markup=False,
+    )
+    for e in m["errors"]:
+        err_console.print(f"okra: error: {e}", markup=False, soft_wrap=True)
+    if m["errors"]:
+        raise typer.Exit(1)
+
+
+@grade_app.command("train-synth")
+def grade_train_synth_cmd(
+    out: Path = typer.Argument(..., help="Grader folder to write."),
+    n: int = typer.Option(600, "--n", min=10, help="Rendered scenes with pods."),
+    n_negative: int = typer.Option(
+        200, "--n-negative", min=0, help="Rendered look-alike scenes for the gate."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Base seed (reproducible)."),
+    size: str = typer.Option("256x192", "--size", help="Render size WxH."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Train the demonstration grader on rendered pods (tenderness from the renderer's age cue).
+
+    Example:  okra grade train-synth src/okrainsight/models/grader-default --n 600 --seed 0
+    """
+    from okrainsight.grading.jobs import train_synthetic_grader
+
+    g = train_synthetic_grader(out, n=n, n_negative=n_negative, seed=seed, size=parse_size(size),
+                               progress=not no_progress)
+    m = g.card["metrics"]
+    console.print(
+        f"grader saved to {out}: {m['n_pods']} rendered pods, grouped-CV ROC-AUC {m['cv_auc']:.3f}, "
+        f"okra vs look-alike {m['okra_vs_lookalike_cv_auc']:.3f}",
+        markup=False,
+    )
 
 
 # --- end of verbs ---

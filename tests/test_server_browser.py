@@ -1,0 +1,247 @@
+"""``okra serve`` in a real browser: Debian's Chromium, headless, driven by Playwright's Python API.
+
+The fake camera plays a ``.y4m`` video written here from a rendered okra scene (one still frame
+repeated, so the frame is known). Checked: the live page runs the model in the browser (WASM),
+its mask equals the Python runtime's mask on the same frame, the frame rate is reported, the page
+comes back offline from the service worker; the label page turns clicks into a mask and Accept
+writes mask, prompts and manifest record.
+
+No browser is downloaded: without ``chromium`` on PATH these tests FAIL, by design.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from okrainsight.dataset import DatasetLayout, load_prompts, read_manifest
+from okrainsight.imageio import read_mask
+from okrainsight.server.app import create_app
+from okrainsight.server.state import load_served_model
+from test_server_api import make_dataset, make_model_dir, scene
+
+pytestmark = pytest.mark.browser
+
+VIDEO_SIZE = (160, 128)  # also the model's input size, so the page feeds the frame unscaled
+VENDOR = Path(__file__).resolve().parents[1] / "src/okrainsight/server/static/vendor/ort.wasm.min.js"
+
+
+def rgb_to_i420(image: np.ndarray) -> bytes:
+    """BT.601 limited-range YUV 4:2:0 planes (Y, U, V) of an (H, W, 3) uint8 RGB image (even H, W)."""
+    rgb = image.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y, sub(u), sub(v)]
+    return b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+
+
+def write_y4m(path: Path, image: np.ndarray, frames: int = 30) -> None:
+    """A YUV4MPEG2 (C420) video of ``image`` repeated ``frames`` times at 30 fps."""
+    h, w = image.shape[:2]
+    payload = rgb_to_i420(image)
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            fh.write(b"FRAME\n" + payload)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail(
+            "Chromium is missing: install it with 'apt-get install chromium' (browser tests never skip)"
+        )
+    if not VENDOR.is_file():
+        pytest.fail(f"{VENDOR} is missing: run 'make web-assets' (npm ci in web/) first")
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("browser")
+    model_dir = make_model_dir(root / "model", input_size=VIDEO_SIZE)
+    data = make_dataset(root / "data", n=2, size=(256, 192))
+    still, _, _ = scene(0, VIDEO_SIZE)
+    video = root / "okra.y4m"
+    write_y4m(video, still)
+
+    port = free_port()
+    app = create_app(data.root, model=model_dir, teacher="grabcut", strict_model=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(root / "profile"), executable_path=chromium, args=args, headless=True
+        )
+        try:
+            yield {
+                "context": context,
+                "base": f"http://127.0.0.1:{port}",
+                "model_dir": model_dir,
+                "data": data,
+                "still": still,
+            }
+        finally:
+            context.close()
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def _wait_frames(page, more_than: int, timeout_ms: int = 60_000) -> None:  # noqa: ANN001
+    page.wait_for_function(
+        f"window.okraStats && (window.okraStats.frames > {more_than} || window.okraStats.error)",
+        timeout=timeout_ms,
+    )
+    err = page.evaluate("window.okraStats.error")
+    assert err is None, f"the live page failed: {err}"
+
+
+def _decode(b64: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(shape)
+
+
+def test_live_page_runs_the_model_in_the_browser_and_matches_python(setup: dict) -> None:
+    page = setup["context"].new_page()
+    page.goto(setup["base"] + "/")
+    _wait_frames(page, 10)
+    stats = page.evaluate("window.okraStats")
+    assert stats["backend"] == "wasm"
+    assert (stats["width"], stats["height"]) == VIDEO_SIZE
+    frames_before = stats["frames"]
+    page.wait_for_timeout(3000)
+    stats = page.evaluate("window.okraStats")
+    print(
+        f"\nin-browser fps {stats['fps']:.1f} (inference {stats['inferMs']:.1f} ms, "
+        f"JS {stats['jsMs']:.1f} ms, "
+        f"{stats['frames'] - frames_before} frames in 3 s, {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]})"
+    )
+    assert stats["frames"] > frames_before and stats["fps"] > 0
+    assert page.inner_text("#fps").endswith("fps")
+
+    w, h = VIDEO_SIZE
+    last = page.evaluate("window.okraLastFrame()")
+    frame = _decode(last["rgb"], (h, w, 3))
+    browser_mask = _decode(last["mask"], (h, w)) > 127
+    # The camera delivered the rendered still (through YUV 4:2:0 and back).
+    assert np.abs(frame.astype(int) - setup["still"].astype(int)).mean() < 8
+    python_mask = load_served_model(setup["model_dir"]).segmenter.segment(frame).mask
+    assert python_mask.mean() > 0.01, "the test scene should contain okra"
+    iou = (browser_mask & python_mask).sum() / (browser_mask | python_mask).sum()
+    assert iou >= 0.95, f"browser and Python masks differ (IoU {iou:.3f})"
+    only_mask = page.evaluate("window.okraLastMask()")
+    assert (only_mask["width"], only_mask["height"]) == VIDEO_SIZE
+    assert stats["pods"] >= 1 and "pod" in page.inner_text("#pods")
+
+    # Second visit offline: the service worker serves page, runtime and model from its cache.
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=60_000)
+    page.wait_for_function(
+        "caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k)"
+        ".then(c => c.match('/model/model.onnx'))))).then(hits => hits.some(Boolean))",
+        timeout=60_000,
+    )
+    setup["context"].set_offline(True)
+    try:
+        page.reload()
+        _wait_frames(page, 3)
+        assert page.evaluate("window.okraStats.backend") == "wasm"
+        assert page.evaluate("navigator.onLine") is False
+    finally:
+        setup["context"].set_offline(False)
+    page.close()
+
+
+def test_server_fallback_backend_segments_frames(setup: dict) -> None:
+    page = setup["context"].new_page()
+    page.goto(setup["base"] + "/?backend=server")
+    _wait_frames(page, 2)
+    assert page.evaluate("window.okraStats.backend") == "server"
+    w, h = VIDEO_SIZE
+    last = page.evaluate("window.okraLastFrame()")
+    frame = _decode(last["rgb"], (h, w, 3))
+    server_mask = _decode(last["mask"], (h, w)) > 127
+    python_mask = load_served_model(setup["model_dir"]).segmenter.segment(frame).mask
+    assert (server_mask & python_mask).sum() / (server_mask | python_mask).sum() >= 0.95
+    page.close()
+
+
+def test_label_page_click_shows_mask_and_accept_writes_files(setup: dict) -> None:
+    data: DatasetLayout = setup["data"]
+    page = setup["context"].new_page()
+    page.goto(setup["base"] + "/label")
+    page.wait_for_function("window.okraLabel && window.okraLabel.stem === 'img0'")
+    page.wait_for_function("document.getElementById('photo').naturalWidth > 0")
+    assert "1 / 2" in page.inner_text("#progress")
+
+    _, truth, pods = scene(0, (256, 192))
+    inside = [p for p in pods[0]["axis_points"] if truth[int(p[1]), int(p[0])]]
+    clicks = [inside[len(inside) // 10], inside[len(inside) // 2], inside[(9 * len(inside)) // 10]]
+    box = page.locator("#overlay").bounding_box()
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + (x + 0.5) * box["width"] / 256, box["y"] + (y + 0.5) * box["height"] / 192
+
+    for x, y in clicks:  # left clicks: okra
+        page.mouse.click(*at(x, y))
+    page.mouse.click(*at(4, 4), button="right")  # right click: not okra
+    page.wait_for_function(
+        "(window.okraLabel.points.length === 4 && !window.okraLabel.busy && window.okraLabel.area > 0)"
+        " || window.okraLabel.error",
+        timeout=30_000,
+    )
+    assert page.evaluate("window.okraLabel.error") is None
+    assert page.evaluate("window.okraLabel.labels") == [1, 1, 1, 0]
+
+    page.keyboard.press("a")
+    page.wait_for_function("window.okraLabel.accepted === 1 || window.okraLabel.error", timeout=30_000)
+    assert page.evaluate("window.okraLabel.error") is None
+    page.wait_for_function("window.okraLabel.stem === 'img1'")
+    mask = read_mask(data.mask_path("img0")) > 0
+    assert all(mask[int(y), int(x)] for x, y in clicks) and not mask[4, 4]
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.7, f"the teacher's mask should cover the clicked pod (IoU {iou:.2f})"
+    prompts = load_prompts(data.prompts_path)["img0"]
+    assert prompts["labels"] == [1, 1, 1, 0]
+    assert prompts["points"][1] == pytest.approx([clicks[1][0] + 0.5, clicks[1][1] + 0.5], abs=1.0)
+    records = [r for r in read_manifest(data.manifest_path) if r["stem"] == "img0"]
+    assert len(records) == 1 and records[0]["teacher"] == "grabcut" and records[0]["accepted"] is True
+    assert "1 labelled" in page.inner_text("#progress")
+    page.close()
