@@ -450,8 +450,16 @@ def synth_cmd(
     wh = parse_size(size)
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
     path = render_dataset(
-        out, n, seed, wh, workers=workers, backgrounds=backgrounds, negatives=negatives,
-        negative_fraction=negative_fraction, kinds=kind_list, include_stem=include_stem,
+        out,
+        n,
+        seed,
+        wh,
+        workers=workers,
+        backgrounds=backgrounds,
+        negatives=negatives,
+        negative_fraction=negative_fraction,
+        kinds=kind_list,
+        include_stem=include_stem,
     )
     console.print(f"{n} images rendered in {path}", markup=False)
 
@@ -499,7 +507,13 @@ def segment_cmd(
     if out is None:
         raise ConfigError("--out DIR is required: the folder for masks, overlays and results.json")
     results = segment_inputs(
-        inputs, out, model, threshold, threads=threads, progress=not no_progress, video_stride=video_stride,
+        inputs,
+        out,
+        model,
+        threshold,
+        threads=threads,
+        progress=not no_progress,
+        video_stride=video_stride,
         grader=None if grader.lower() == "none" else grader,
     )
     images = results["images"]
@@ -730,8 +744,9 @@ def grade_train_cmd(
 
     if not 0.0 <= test_fraction < 0.9:
         raise typer.BadParameter("must lie in [0, 0.9)", param_hint="--test-fraction")
-    m = train_grader(data, out, model=model, folds=folds, test_fraction=test_fraction, seed=seed,
-                     progress=not no_progress)
+    m = train_grader(
+        data, out, model=model, folds=folds, test_fraction=test_fraction, seed=seed, progress=not no_progress
+    )
     test = m.get("test") or {}
     console.print(
         f"grader saved to {out}: {m['n_train_pods']} training pods, grouped-CV ROC-AUC {m['cv_auc']:.3f} "
@@ -796,14 +811,102 @@ def grade_train_synth_cmd(
     """
     from okrainsight.grading.jobs import train_synthetic_grader
 
-    g = train_synthetic_grader(out, n=n, n_negative=n_negative, seed=seed, size=parse_size(size),
-                               progress=not no_progress)
+    g = train_synthetic_grader(
+        out, n=n, n_negative=n_negative, seed=seed, size=parse_size(size), progress=not no_progress
+    )
     m = g.card["metrics"]
     console.print(
         f"grader saved to {out}: {m['n_pods']} rendered pods, grouped-CV ROC-AUC {m['cv_auc']:.3f}, "
         f"okra vs look-alike {m['okra_vs_lookalike_cv_auc']:.3f}",
         markup=False,
     )
+
+
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(
+        ..., help="Run folder, model folder (card.json + model.safetensors) or 'default'."
+    ),
+    fmt: str = typer.Option(..., "--format", "-f", help="onnx, coreml, executorch or torchscript."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx .mlpackage .pte .pt) or folder."),
+    fp16: bool = typer.Option(False, "--fp16", help="ONNX: fp16 weights; Core ML: fp16 compute precision."),
+    int8: Path | None = typer.Option(
+        None, "--int8", help="ONNX only: static int8 quantisation calibrated on this folder of images."
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="Export at WIDTHxHEIGHT instead of the card's size."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Export a model for phones and browsers, with pre-processing inside and a parity check.
+
+    The exported model takes an RGB image at the model's input size (uint8 NHWC; Core ML: an
+    ImageType) and returns the okra probability and mask. Parity against PyTorch (mask IoU >= 0.99;
+    fp16/int8: at most 1 IoU point below fp32) is checked right after writing; a failed check
+    exits non-zero and leaves no file.
+
+    Example:  okra export runs/small --format coreml --fp16 --out dist/models/okra.mlpackage
+    """
+    import json
+
+    from okrainsight.export import export_model, load_export_source
+
+    net, card = load_export_source(model)
+    res = export_model(
+        net, card, fmt.lower(), out, fp16=fp16, int8_calib=int8, size=parse_size(size) if size else None
+    )
+    if as_json:
+        console.print_json(json.dumps(res.to_dict(), default=str))
+        return
+    p = res.parity
+    check = (
+        f"parity IoU {p.iou:.4f}, max probability difference {p.max_abs_diff:.2e} on {p.n_images} images"
+        if p.n_images
+        else f"spec checked ({res.details.get('parity_checked', 'no runtime here')})"
+    )
+    if "drop_points" in res.details:
+        d = res.details
+        check += (
+            f"; IoU {d['iou_fp32']:.4f} fp32 -> {d['iou']:.4f} {d['precision']} "
+            f"(drop {d['drop_points']:.2f} points)"
+        )
+    console.print(f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.format}): {check}", markup=False)
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    models: list[str] | None = typer.Option(
+        None, "--models", "-m", help="Registry names, model folders or 'default' (repeat or comma-separate)."
+    ),
+    formats: str = typer.Option(
+        "onnx,executorch", "--formats", help="Comma-separated: onnx, executorch, torchscript, coreml."
+    ),
+    size: int = typer.Option(256, "--size", min=16, help="Square input side in pixels."),
+    runs: int = typer.Option(30, "--runs", min=1, help="Timed frames per model and format."),
+    threads: int = typer.Option(2, "--threads", min=1, help="Runtime threads."),
+    out: Path = typer.Option(Path("benchmark"), "--out", "-o", help="Folder for benchmark.md/.json/.png."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Export students to each format and measure size, latency, fps and IoU side by side.
+
+    Without --models: this project's students and the original's (deeplabv3_mobilenet_v3_large,
+    u2netp, u2net), untrained (low IoU is expected; pass trained run folders to compare accuracy).
+
+    Example:  okra benchmark --models okra_lraspp_small,u2netp --formats onnx,executorch --out bench
+    """
+    from okrainsight.bench import DEFAULT_MODELS, benchmark, markdown_table
+
+    names = [m.strip() for item in (models or []) for m in item.split(",") if m.strip()] or list(
+        DEFAULT_MODELS
+    )
+    fmts = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    report = benchmark(names, fmts, size=size, runs=runs, out=out, threads=threads, progress=not no_progress)
+    console.print(markdown_table(report.rows), markup=False, soft_wrap=True)
+    console.print(f"table, JSON and chart in {out}", markup=False)
+    for line in report.errors:
+        err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
 
 
 # --- end of verbs ---
