@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test lint format clean web-assets
+.PHONY: help venv demo test lint format clean web-assets train-grader
 
 help:
 	@echo "make demo    set up and run the main job on the built-in default"
@@ -60,6 +60,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# The built-in tip-break grader (demonstration only; see docs/grading.md), reproducible from seed 0.
+GRADER_DIR := src/okrainsight/models/grader-default
+
+train-grader: $(STAMP)
+	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 200 --seed 0 --size 256x192
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build dist src/*.egg-info

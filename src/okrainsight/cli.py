@@ -734,6 +734,8 @@ def grade_train_cmd(
         0.2, "--test-fraction", help="Share of okra held out for test metrics."
     ),
     seed: int = typer.Option(0, "--seed", help="Split seed."),
+    cnn: bool = typer.Option(False, "--cnn", help="Also train the small CNN on masked pod crops (torch)."),
+    cnn_epochs: int = typer.Option(30, "--cnn-epochs", min=1, help="CNN training epochs."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Train a grader: segment each photo's pod, measure it, fit a calibrated model grouped by okra.
@@ -745,7 +747,15 @@ def grade_train_cmd(
     if not 0.0 <= test_fraction < 0.9:
         raise typer.BadParameter("must lie in [0, 0.9)", param_hint="--test-fraction")
     m = train_grader(
-        data, out, model=model, folds=folds, test_fraction=test_fraction, seed=seed, progress=not no_progress
+        data,
+        out,
+        model=model,
+        folds=folds,
+        test_fraction=test_fraction,
+        seed=seed,
+        cnn=cnn,
+        cnn_epochs=cnn_epochs,
+        progress=not no_progress,
     )
     test = m.get("test") or {}
     console.print(
@@ -907,6 +917,44 @@ def benchmark_cmd(
         err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
     if report.errors:
         raise typer.Exit(1)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    config: Path = typer.Argument(..., help="Pipeline YAML (see configs/pipeline.yaml)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: the config's out)."),
+    force: bool = typer.Option(False, "--force", help="Remove earlier pipeline outputs and redo every stage."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Run the distillation loop end to end: render or read images, label with a teacher, check,
+    split, train a student, evaluate (fidelity to the teacher, accuracy against ground truth), export ONNX.
+
+    Stages already done in OUT are skipped, so a rerun after a crash continues. Writes
+    OUT/pipeline_report.json and OUT/pipeline_report.md.
+
+    Example:  okra pipeline configs/pipeline.yaml --out runs/pipeline
+    """
+    from okrainsight.pipeline import load_pipeline_config, run_pipeline
+
+    overrides = None if progress else {"progress": False}
+    report = run_pipeline(
+        load_pipeline_config(config, overrides),
+        out=out,
+        force=force,
+        echo=lambda line: console.print(line, markup=False),
+    )
+    m = report.metrics
+
+    def fmt(v: object) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    console.print(
+        f"fidelity (student vs teacher) IoU {fmt(m['fidelity_iou'])}, teacher vs ground truth "
+        f"{fmt(m['teacher_gt_iou'])}, student vs ground truth {fmt(m['student_gt_iou'])}, "
+        f"ONNX parity {fmt(m['onnx_parity_iou'])} ({report.seconds:.0f} s)",
+        markup=False,
+    )
+    console.print(f"report: {report.out / 'pipeline_report.md'}", markup=False)
 
 
 # --- end of verbs ---

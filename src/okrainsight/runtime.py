@@ -57,7 +57,10 @@ class Pod:
             thick bent pod the path cuts the inside of the bend slightly.
         centroid: ``(x, y)`` centre of mass.
         contour: ``(K, 2)`` int32 ``(x, y)`` points of the outer boundary.
-        tender_probability: probability the pod is tender; ``None`` until grading exists.
+        tender_probability: calibrated probability the pod is tender (see :mod:`okrainsight.grading`);
+            ``None`` without a grader or when the pod failed the okra gate.
+        okra_plausible: the grader's okra gate passed (``None`` without a grader).
+        gate_reason: ``"ok"`` or why the gate rejected the pod (``None`` without a grader).
         crop: bool mask of this pod inside ``bbox`` (shape ``(y1 - y0, x1 - x0)``; not serialised).
     """
 
@@ -68,6 +71,8 @@ class Pod:
     contour: np.ndarray
     tender_probability: float | None = None
     crop: np.ndarray | None = field(default=None, repr=False)
+    okra_plausible: bool | None = None
+    gate_reason: str | None = None
 
     def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """This pod's ``(H, W)`` bool mask in an image of ``shape``."""
@@ -79,12 +84,16 @@ class Pod:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used in ``results.json``."""
-        return {
+        d: dict[str, Any] = {
             "area_px": int(self.area_px),
             "bbox": [int(v) for v in self.bbox],
             "length_px": round(float(self.length_px), 1),
             "tender_probability": self.tender_probability,
         }
+        if self.okra_plausible is not None:
+            d["okra_plausible"] = bool(self.okra_plausible)
+            d["gate"] = self.gate_reason
+        return d
 
 
 @dataclass
@@ -498,6 +507,8 @@ class Segmenter:
         card: its model card.
         threads: ONNX Runtime intra-op threads (default 2).
         source: how the model was named (for reports).
+        grader: an :class:`okrainsight.grading.Grader` that gates each pod and sets its
+            ``tender_probability`` (None: pods are not graded).
     """
 
     def __init__(
@@ -507,6 +518,7 @@ class Segmenter:
         *,
         threads: int = DEFAULT_THREADS,
         source: str | None = None,
+        grader: Any | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -516,6 +528,7 @@ class Segmenter:
         self.card = card
         self.threads = int(threads)
         self.source = source or str(onnx_path)
+        self.grader = grader
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -544,10 +557,12 @@ class Segmenter:
         self._prob_name = "probability" if "probability" in outputs else outputs[0]
 
     @classmethod
-    def from_path(cls, spec: str | os.PathLike[str], *, threads: int = DEFAULT_THREADS) -> Segmenter:
+    def from_path(
+        cls, spec: str | os.PathLike[str], *, threads: int = DEFAULT_THREADS, grader: Any | None = None
+    ) -> Segmenter:
         """Load a model folder, an ``.onnx`` file (card beside it or embedded) or a built-in name."""
         onnx_path, card = resolve_model(spec)
-        return cls(onnx_path, card, threads=threads, source=os.fspath(spec))
+        return cls(onnx_path, card, threads=threads, source=os.fspath(spec), grader=grader)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -607,6 +622,10 @@ class Segmenter:
         prob = self.predict_probability(image)
         mask = prob >= t
         pods = find_pods(mask, min_area=min_area, split_touching=split_touching)
+        if self.grader is not None:
+            from okrainsight.grading.model import apply_grader
+
+            apply_grader(self.grader, image, pods, prob)
         return Segmentation(probability=prob, mask=mask, pods=pods, threshold=t)
 
 

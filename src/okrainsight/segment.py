@@ -326,6 +326,7 @@ def segment_inputs(
     progress: bool = True,
     video_stride: int = 1,
     max_video_frames: int | None = None,
+    grader: str | os.PathLike[str] | Any | None = None,
 ) -> dict[str, Any]:
     """Segment every input and write the output folder (see the module docstring).
 
@@ -338,6 +339,10 @@ def segment_inputs(
         progress: show a progress bar on stderr.
         video_stride: segment every n-th video frame (the annotated video holds those frames).
         max_video_frames: stop each video after this many segmented frames.
+        grader: tip-break grader (:mod:`okrainsight.grading`): a grader folder, ``"default"`` (the
+            built-in one, skipped when not installed), a ``Grader``, or None (no verdicts). With a
+            grader each pod also carries ``okra_plausible`` and ``gate``, and ``tender_probability``
+            is set for pods that passed the gate.
 
     Returns:
         The ``results.json`` content. Inputs that failed carry an ``error`` (one line naming
@@ -354,6 +359,10 @@ def segment_inputs(
     if not paths:
         raise ConfigError("no inputs given: name image files, folders, globs or videos")
     seg = load_segmenter(model, threads)
+    if grader is not None and seg.grader is None:
+        from okrainsight.grading.model import resolve_grader
+
+        seg.grader = resolve_grader(grader)
     out = Path(out_dir)
     for sub in ("masks", "overlays", "cutouts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -414,6 +423,14 @@ table{border-collapse:collapse;font-size:.85rem} td,th{padding:2px 6px;border-bo
 """
 
 
+def _verdict_text(pod: dict[str, Any]) -> str:
+    """``"tender (p=0.83)"``, ``"tough (p=0.12)"`` or ``"no verdict: <gate reason>"``."""
+    p = pod.get("tender_probability")
+    if p is None:
+        return f"no verdict: {pod.get('gate') or 'not graded'}"
+    return f"{'tender' if p >= 0.5 else 'tough'} (p={p:.2f})"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """A static HTML page for ``results`` (links are relative to the output folder)."""
     e = html.escape
@@ -463,12 +480,17 @@ def render_report(results: dict[str, Any]) -> str:
             )
             pods = item.get("pods", [])
             if pods:
-                parts.append("<table><tr><th>#</th><th>area px</th><th>length px</th><th>box</th></tr>")
+                graded = any("okra_plausible" in p for p in pods)
+                head = "<th>verdict</th>" if graded else ""
+                parts.append(
+                    f"<table><tr><th>#</th><th>area px</th><th>length px</th><th>box</th>{head}</tr>"
+                )
                 for k, pod in enumerate(pods, start=1):
                     box = ", ".join(str(v) for v in pod["bbox"])
+                    cell = f"<td>{e(_verdict_text(pod))}</td>" if graded else ""
                     parts.append(
                         f"<tr><td>{k}</td><td>{pod['area_px']}</td><td>{pod['length_px']}</td>"
-                        f"<td>[{box}]</td></tr>"
+                        f"<td>[{box}]</td>{cell}</tr>"
                     )
                 parts.append("</table>")
         parts.append("</div>")
