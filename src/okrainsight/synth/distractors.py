@@ -1,0 +1,484 @@
+"""Things that are not okra and must never enter the mask.
+
+Each is built to share *some* okra cues and lack others, so that a network must learn
+the real ones (ridges, calyx cap, hairs, tapered tip):
+
+* green bean: long, thin, green, smooth, seed bumps, no cap, no ridges;
+* pea pod: flat, bumpy, glossy, small star calyx;
+* chilli: okra-like silhouette *with* a cap and stem, but glossy, smooth, no ridges, no hair;
+* cucumber and zucchini: thick, rounded ends, stripes, warts, waxy;
+* ridge gourd: ridged like okra, but large, dull, blunt ended, sharp dark ridge lines;
+* bell pepper, leaves (ovate and palmate, as on the okra plant), vines and stems,
+  flowers (the yellow okra flower with a dark centre), hands.
+
+Every builder has the signature ``(rng, centre, angle, scale, light, image_size)``
+(``scale`` = typical pod length in pixels) and returns a :class:`Sprite` or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from okrainsight.synth.geometry import Tube, centreline, generic_profile, okra_profile
+from okrainsight.synth.pods import hsv
+from okrainsight.synth.shading import Light, Material, Sprite, shade_height, tube_sprite
+
+Centre = tuple[float, float]
+Size = tuple[int, int]
+
+
+def _tube(
+    s_tab: np.ndarray,
+    r_tab: np.ndarray,
+    centre: Centre,
+    angle: float,
+    rng: np.random.Generator,
+    curvature: float,
+    wiggle: float = 0.0,
+    cap_len: float = 0.0,
+    stem_len: float = 0.0,
+) -> Tube:
+    nodes, s = centreline(
+        (0.0, 0.0), angle, float(s_tab[0]), float(s_tab[-1]), curvature, wiggle, rng.uniform(0, 6.28)
+    )
+    tube = Tube(nodes, s, s_tab, r_tab, cap_len=cap_len, stem_len=stem_len)
+    mid = tube.point_at(np.array(0.5 * (s_tab[0] + s_tab[-1])))
+    tube.nodes = nodes - mid + np.asarray(centre, np.float64)
+    return tube
+
+
+def bean(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(0.9, 1.4)
+    s, r = generic_profile(
+        L,
+        L * rng.uniform(0.045, 0.075),
+        0.06,
+        rng.uniform(0.08, 0.2),
+        0.5,
+        1.3,
+        bumps=int(rng.integers(5, 9)),
+        bump_depth=rng.uniform(0.03, 0.1),
+    )
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.5), rng.normal(0, 0.15))
+    mat = Material(
+        base=hsv(rng.uniform(75, 115), rng.uniform(0.45, 0.8), rng.uniform(0.4, 0.75)),
+        specular=rng.uniform(0.15, 0.4),
+        shininess=rng.uniform(15, 40),
+        mottle=0.06,
+        speckle=rng.uniform(0, 0.5),
+        blemish=rng.uniform(0, 0.3),
+    )
+    return tube_sprite(tube, mat, light, rng, size, "bean")
+
+
+def pea_pod(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(0.6, 0.95)
+    s, r = generic_profile(
+        L,
+        L * rng.uniform(0.14, 0.2),
+        rng.uniform(0.1, 0.2),
+        rng.uniform(0.12, 0.25),
+        0.9,
+        1.3,
+        bumps=int(rng.integers(5, 9)),
+        bump_depth=rng.uniform(0.06, 0.14),
+    )
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.5))
+    mat = Material(
+        base=hsv(rng.uniform(85, 105), rng.uniform(0.45, 0.7), rng.uniform(0.55, 0.8)),
+        specular=rng.uniform(0.2, 0.45),
+        shininess=rng.uniform(20, 50),
+        flat=1.0,
+        mottle=0.06,
+    )
+    return tube_sprite(tube, mat, light, rng, size, "pea_pod")
+
+
+def chilli(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(0.6, 1.1)
+    W = L * rng.uniform(0.08, 0.16)
+    cap, stem = L * rng.uniform(0.04, 0.08), L * rng.uniform(0.12, 0.3)
+    s, r = okra_profile(
+        L,
+        W,
+        cap,
+        stem,
+        W / 2 * rng.uniform(0.2, 0.3),
+        rng.uniform(0.15, 0.5),
+        rng.uniform(1.0, 2.0),
+        rng.uniform(0.85, 1.0),
+    )
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.7), rng.normal(0, 0.2), cap, stem)
+    red = rng.random() < 0.45
+    base = (
+        hsv(rng.uniform(-8, 18), rng.uniform(0.75, 0.95), rng.uniform(0.55, 0.85))
+        if red
+        else hsv(rng.uniform(80, 120), rng.uniform(0.55, 0.9), rng.uniform(0.3, 0.7))
+    )
+    green = hsv(rng.uniform(80, 110), 0.6, rng.uniform(0.35, 0.55))
+    mat = Material(
+        base=base,
+        cap=green,
+        stem=green,
+        cut=hsv(60, 0.3, 0.75),
+        specular=rng.uniform(0.5, 0.9),
+        shininess=rng.uniform(40, 120),
+        mottle=0.04,
+        flat=rng.uniform(0, 0.3),
+    )
+    sp = tube_sprite(tube, mat, light, rng, size, "chilli")
+    return sp
+
+
+def cucumber(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    zucchini = rng.random() < 0.4
+    L = scale * rng.uniform(1.0, 1.7)
+    W = L * (rng.uniform(0.17, 0.26) if zucchini else rng.uniform(0.2, 0.32))
+    s, r = generic_profile(
+        L,
+        W,
+        rng.uniform(0.08, 0.15),
+        rng.uniform(0.08, 0.2),
+        0.5,
+        0.5,
+        bulge=rng.uniform(0.05, 0.2) if zucchini else 0.0,
+    )
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.15))
+    hue = rng.uniform(85, 130)
+    base = hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.18, 0.45))
+    mat = Material(
+        base=base,
+        tip=base * rng.uniform(0.9, 1.3),
+        specular=rng.uniform(0.25, 0.6),
+        shininess=rng.uniform(20, 60),
+        stripes=int(rng.integers(3, 8)),
+        stripe_colour=hsv(hue - 15, 0.4, rng.uniform(0.45, 0.75)),
+        warts=0.0 if zucchini else rng.uniform(0.3, 1.0),
+        speckle=rng.uniform(0.2, 1.0),
+        mottle=0.08,
+    )
+    return tube_sprite(tube, mat, light, rng, size, "zucchini" if zucchini else "cucumber")
+
+
+def gourd(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(1.2, 2.0)
+    W = L * rng.uniform(0.12, 0.2)
+    s, r = generic_profile(
+        L, W, rng.uniform(0.1, 0.25), rng.uniform(0.05, 0.12), 0.7, 0.5, bulge=rng.uniform(0.0, 0.4)
+    )
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.4))
+    ridged = rng.random() < 0.7
+    base = hsv(rng.uniform(80, 110), rng.uniform(0.35, 0.7), rng.uniform(0.3, 0.6))
+    mat = Material(
+        base=base,
+        ridges=int(rng.integers(8, 11)) if ridged else 0,
+        ridge_amp=rng.uniform(0.06, 0.1),
+        groove_dark=rng.uniform(0.5, 0.8),
+        specular=rng.uniform(0.1, 0.3),
+        shininess=20,
+        mottle=0.1,
+        speckle=0.5,
+        ridge_phase=rng.uniform(0, 6.28),
+        stripes=0 if ridged else int(rng.integers(4, 9)),
+        stripe_colour=base * 1.5,
+    )
+    return tube_sprite(tube, mat, light, rng, size, "gourd")
+
+
+def vine(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(1.2, 3.0)
+    s, r = generic_profile(L, max(2.0, scale * rng.uniform(0.02, 0.06)), 0.02, 0.02, 0.3, 0.3)
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 1.0), rng.normal(0, 0.3))
+    brown = rng.random() < 0.3
+    base = (
+        hsv(rng.uniform(30, 45), 0.5, 0.4)
+        if brown
+        else hsv(rng.uniform(75, 115), rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.7))
+    )
+    mat = Material(base=base, specular=0.1, shininess=10, hair=rng.uniform(0, 0.5), mottle=0.1)
+    return tube_sprite(tube, mat, light, rng, size, "vine")
+
+
+def _blob_sprite(
+    cover: np.ndarray,
+    x0: int,
+    y0: int,
+    albedo: np.ndarray,
+    light: Light,
+    size: Size,
+    kind: str,
+    height: np.ndarray | None = None,
+    specular: float = 0.1,
+    shininess: float = 20.0,
+    lift: float = 3.0,
+) -> Sprite | None:
+    """Clip a silhouette drawn in a local crop to the image and shade it from a dome height field."""
+    w_img, h_img = size
+    h, w = cover.shape
+    cx0, cy0 = max(0, -x0), max(0, -y0)
+    cx1, cy1 = min(w, w_img - x0), min(h, h_img - y0)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    if height is None:
+        dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)
+        rmax = max(float(dist.max()), 1.0)
+        height = np.sqrt(np.clip(2 * rmax * dist - dist * dist, 0, None))
+        height = cv2.GaussianBlur(height, (0, 0), max(1.0, 0.12 * rmax))
+    rgb = shade_height(height, albedo, light, specular, shininess)
+    alpha = cv2.GaussianBlur(cover.astype(np.float32), (3, 3), 0.6)
+    alpha = np.where(cover, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49))
+    sl = (slice(cy0, cy1), slice(cx0, cx1))
+    if not cover[sl].any():
+        return None
+    return Sprite(
+        x0=x0 + cx0,
+        y0=y0 + cy0,
+        rgb=np.ascontiguousarray(rgb[sl]),
+        alpha=np.ascontiguousarray(alpha[sl]),
+        cover=np.ascontiguousarray(cover[sl]),
+        okra=None,
+        kind=kind,
+        lift=lift,
+    )
+
+
+def _polar_shape(
+    radius: np.ndarray, centre: Centre, angle: float, pad: int = 3
+) -> tuple[np.ndarray, int, int]:
+    """Fill a polygon given by ``radius`` over ``len(radius)`` equally spaced angles around ``centre``."""
+    phi = np.linspace(0, 2 * np.pi, len(radius), endpoint=False) + angle
+    pts = np.stack([centre[0] + radius * np.cos(phi), centre[1] + radius * np.sin(phi)], axis=1)
+    x0, y0 = int(np.floor(pts[:, 0].min())) - pad, int(np.floor(pts[:, 1].min())) - pad
+    x1, y1 = int(np.ceil(pts[:, 0].max())) + pad, int(np.ceil(pts[:, 1].max())) + pad
+    cover = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(cover, [np.round((pts - [x0, y0]) * 4).astype(np.int32)], 1, cv2.LINE_8, 2)
+    return cover.astype(bool), x0, y0
+
+
+def leaf(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    R = scale * rng.uniform(0.35, 0.8)
+    phi = np.linspace(0, 2 * np.pi, 180, endpoint=False)
+    palmate = rng.random() < 0.5
+    if palmate:  # okra / maple-like lobed leaf
+        lobes = int(rng.choice([3, 5]))
+        depth = rng.uniform(0.25, 0.55)
+        r = R * (1 - depth * (0.5 - 0.5 * np.cos(lobes * (phi - np.pi) + np.pi)) ** 0.8)
+        r *= 1 - 0.5 * np.exp(-((phi - np.pi) ** 2) / 0.15)  # notch at the petiole
+    else:  # ovate, pointed
+        e = rng.uniform(0.3, 0.55)
+        r = R * e / np.sqrt((e * np.cos(phi)) ** 2 + np.sin(phi) ** 2)
+        r *= 1 + 0.25 * np.exp(-(np.minimum(phi, 2 * np.pi - phi) ** 2) / 0.05)
+    r *= 1 + rng.normal(0, 0.01, len(r))
+    cover, x0, y0 = _polar_shape(r, centre, angle)
+    h, w = cover.shape
+    cx, cy = centre[0] - x0, centre[1] - y0
+    veins = np.zeros((h, w), np.float32)
+    n_veins = 5 if palmate else 1
+    for k in range(n_veins):
+        a = angle + (k - n_veins // 2) * (2 * np.pi / 7 if palmate else 0)
+        cv2.line(
+            veins,
+            (int(cx), int(cy)),
+            (int(cx + R * np.cos(a)), int(cy + R * np.sin(a))),
+            1.0,
+            max(1, int(R / 40)),
+        )
+        if not palmate:
+            for j in range(1, 6):
+                p = (cx + R * j / 6 * np.cos(a), cy + R * j / 6 * np.sin(a))
+                for side in (-1, 1):
+                    b = a + side * 0.9
+                    cv2.line(
+                        veins,
+                        (int(p[0]), int(p[1])),
+                        (int(p[0] + R * 0.4 * np.cos(b)), int(p[1] + R * 0.4 * np.sin(b))),
+                        0.6,
+                        1,
+                    )
+    hue = rng.uniform(75, 125)
+    base = hsv(hue, rng.uniform(0.45, 0.85), rng.uniform(0.25, 0.65))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tilt = ((xx - cx) * rng.normal(0, 1) + (yy - cy) * rng.normal(0, 1)) / max(R, 1)
+    albedo = base * (1 + 0.12 * tilt[..., None]) * (1 + 0.25 * veins[..., None])
+    dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 3)
+    height = cv2.GaussianBlur(np.sqrt(dist) * 1.5, (0, 0), max(1.0, R * 0.06)) - veins * 1.2
+    height = height + rng.normal(0, 1) * tilt * 4
+    return _blob_sprite(
+        cover,
+        x0,
+        y0,
+        albedo.astype(np.float32),
+        light,
+        size,
+        "leaf",
+        height,
+        rng.uniform(0.05, 0.35),
+        25,
+        2.0,
+    )
+
+
+def flower(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    R = scale * rng.uniform(0.25, 0.45)
+    phi = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    petals = 5
+    r = R * (0.55 + 0.45 * np.abs(np.cos(petals * phi / 2)) ** 0.5) * (1 + rng.normal(0, 0.01, len(phi)))
+    cover, x0, y0 = _polar_shape(r, centre, angle)
+    h, w = cover.shape
+    cx, cy = centre[0] - x0, centre[1] - y0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rr = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / R
+    kind_col = rng.random()
+    petal = (
+        hsv(rng.uniform(48, 60), rng.uniform(0.35, 0.75), 0.95)
+        if kind_col < 0.7
+        else hsv(rng.uniform(0, 360), rng.uniform(0.2, 0.7), 0.9)
+    )
+    eye = hsv(rng.uniform(330, 360), 0.7, 0.35)
+    t = np.clip((rr - 0.18) / 0.12, 0, 1)[..., None]
+    albedo = eye * (1 - t) + petal * t
+    ang = np.arctan2(yy - cy, xx - cx) - angle
+    height = 6 * rr + 2 * np.cos(petals * ang) * rr
+    return _blob_sprite(
+        cover, x0, y0, albedo.astype(np.float32), light, size, "flower", height, 0.05, 10, 2.0
+    )
+
+
+def bell_pepper(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    R = scale * rng.uniform(0.3, 0.5)
+    phi = np.linspace(0, 2 * np.pi, 160, endpoint=False)
+    lobes = int(rng.integers(3, 5))
+    r = R * (1 + rng.uniform(0.04, 0.1) * np.cos(lobes * phi)) * (1 + 0.15 * np.sin(phi))
+    cover, x0, y0 = _polar_shape(r, centre, angle)
+    c = rng.random()
+    base = (
+        hsv(rng.uniform(90, 120), 0.8, rng.uniform(0.3, 0.6))
+        if c < 0.55
+        else hsv(rng.choice([0.0, 30.0, 50.0]), 0.9, 0.8)
+    )
+    dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)
+    rmax = max(float(dist.max()), 1.0)
+    height = np.sqrt(np.clip(2 * rmax * dist - dist * dist, 0, None))
+    height = cv2.GaussianBlur(height, (0, 0), max(1.0, 0.1 * rmax))
+    sp = _blob_sprite(
+        cover,
+        x0,
+        y0,
+        base,
+        light,
+        size,
+        "bell_pepper",
+        height,
+        rng.uniform(0.5, 0.9),
+        rng.uniform(40, 100),
+        R * 0.5,
+    )
+    return sp
+
+
+def hand(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    S = scale * rng.uniform(0.4, 0.7)
+    pad = int(S * 1.6)
+    h = w = 2 * pad
+    cover = np.zeros((h, w), np.uint8)
+    c = np.array([pad, pad], np.float64)
+    d = np.array([np.cos(angle), np.sin(angle)])
+    p = np.array([-d[1], d[0]])
+    palm = c - d * S * 0.2
+    cv2.ellipse(
+        cover,
+        (int(palm[0]), int(palm[1])),
+        (int(S * 0.45), int(S * 0.38)),
+        float(np.degrees(angle)),
+        0,
+        360,
+        1,
+        -1,
+    )
+    for off, ln in [(-0.27, 0.72), (-0.09, 0.85), (0.09, 0.8), (0.26, 0.6)]:
+        bend = rng.uniform(0.55, 1.0)
+        a = palm + p * off * S + d * S * 0.3
+        b = a + d * ln * S * bend + p * off * 0.25 * S
+        thick = max(2, int(S * rng.uniform(0.13, 0.16)))
+        cv2.line(cover, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1, thick)
+        cv2.circle(cover, (int(b[0]), int(b[1])), thick // 2, 1, -1)
+    thumb_a = palm - p * S * 0.35
+    thumb_b = thumb_a - p * S * 0.3 + d * S * 0.35
+    cv2.line(
+        cover,
+        (int(thumb_a[0]), int(thumb_a[1])),
+        (int(thumb_b[0]), int(thumb_b[1])),
+        1,
+        max(2, int(S * 0.17)),
+    )
+    cv2.circle(cover, (int(thumb_b[0]), int(thumb_b[1])), max(1, int(S * 0.085)), 1, -1)
+    # The wrist runs off towards the back of the hand.
+    wrist = palm - d * S * 1.4
+    cv2.line(cover, (int(palm[0]), int(palm[1])), (int(wrist[0]), int(wrist[1])), 1, int(S * 0.6))
+    skin = hsv(rng.uniform(12, 30), rng.uniform(0.2, 0.55), rng.uniform(0.3, 0.95))
+    return _blob_sprite(
+        cover.astype(bool),
+        int(centre[0] - pad),
+        int(centre[1] - pad),
+        skin,
+        light,
+        size,
+        "hand",
+        None,
+        0.15,
+        15,
+        S * 0.2,
+    )
+
+
+#: Distractors by name, with a weight for random choice.
+DISTRACTORS: dict[str, tuple[Callable[..., Sprite | None], float]] = {
+    "bean": (bean, 2.0),
+    "pea_pod": (pea_pod, 1.0),
+    "chilli": (chilli, 2.0),
+    "cucumber": (cucumber, 1.5),
+    "gourd": (gourd, 1.0),
+    "bell_pepper": (bell_pepper, 1.0),
+    "leaf": (leaf, 1.5),
+    "vine": (vine, 1.0),
+    "flower": (flower, 0.5),
+}
+
+
+def random_distractor(
+    rng: np.random.Generator,
+    centre: Centre,
+    angle: float,
+    scale: float,
+    light: Light,
+    size: Size,
+    names: tuple[str, ...] | None = None,
+) -> Sprite | None:
+    """A distractor chosen by weight among ``names`` (default: all of :data:`DISTRACTORS`)."""
+    keys = list(names or DISTRACTORS)
+    weights = np.array([DISTRACTORS[k][1] for k in keys])
+    name = keys[int(rng.choice(len(keys), p=weights / weights.sum()))]
+    return DISTRACTORS[name][0](rng, centre, angle, scale, light, size)

@@ -1,0 +1,222 @@
+"""Okra pods: sampling the attributes of one pod and rendering it as a sprite.
+
+Tenderness (the grading issue trains on it) is decided by the pod's *age* in 0..1
+(``tender = age < 0.5``) and shows in several coupled cues, each with its own noise
+so that no single cue decides alone:
+
+* length: older pods are longer (``length = scale * (0.8 + 0.5 * age)``);
+* colour: young pods are bright, saturated green; old pods are duller, yellower;
+* ridges: old pods have more pronounced ridges and darker grooves;
+* fibre and blemishes: old pods get longitudinal fibre streaks, brown spots, a browning tip;
+* hairs: young pods are fuzzier (a softer, velvety sheen).
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from okrainsight.synth.geometry import PART_BODY, Tube, centreline, okra_profile
+from okrainsight.synth.shading import Light, Material, Sprite, tube_sprite
+
+TENDER_AGE = 0.5
+
+
+def hsv(h_deg: float, s: float, v: float) -> np.ndarray:
+    """RGB float32 0..1 from hue in degrees, saturation and value in 0..1."""
+    return np.array(
+        colorsys.hsv_to_rgb((h_deg % 360) / 360.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))),
+        np.float32,
+    )
+
+
+def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | None = None) -> dict:
+    """Random attributes of one pod; ``scale`` is the typical pod length in pixels."""
+    age = float(rng.uniform(0, 1) if age is None else age)
+    length = scale * (0.8 + 0.5 * age) * rng.uniform(0.85, 1.15)
+    width = length * rng.uniform(0.12, 0.19) * (1 + 0.1 * age)
+    variety = "burgundy" if rng.random() < 0.04 else ("deep" if rng.random() < 0.3 else "green")
+    if variety == "burgundy":
+        hue, sat, val = rng.uniform(335, 355), rng.uniform(0.45, 0.65), rng.uniform(0.3, 0.45)
+    elif variety == "deep":
+        hue, sat, val = rng.uniform(95, 125), rng.uniform(0.55, 0.85), rng.uniform(0.35, 0.55)
+    else:
+        hue, sat, val = rng.uniform(72, 105), rng.uniform(0.45, 0.88), rng.uniform(0.48, 0.8)
+    if variety != "burgundy":
+        hue = max(62.0, hue - age * rng.uniform(5, 22))
+    sat *= 1 - 0.3 * age * rng.uniform(0.6, 1.0)
+    val *= 1 - 0.25 * age * rng.uniform(0.5, 1.0)
+    curvature = rng.normal(0, 0.35) if rng.random() < 0.85 else rng.normal(0, 0.9)
+    return {
+        "age": age,
+        "tender": age < TENDER_AGE,
+        "length": float(length),
+        "width": float(width),
+        "variety": variety,
+        "hue": float(hue % 360),
+        "sat": float(sat),
+        "val": float(val),
+        "curvature": float(curvature),
+        "wiggle": float(rng.normal(0, 0.08)),
+        "ridges": int(rng.integers(5, 9)),
+        "ridge_amp": float(rng.uniform(0.03, 0.055) + 0.05 * age * rng.uniform(0.6, 1.0)),
+        "cap_len": float(length * rng.uniform(0.07, 0.12)),
+        "stem_len": float(length * (rng.uniform(0.02, 0.09) if rng.random() < 0.75 else 0.0)),
+        "cap_base": float(rng.uniform(0.5, 0.8)),
+        "taper_start": float(rng.uniform(0.3, 0.6)),
+        "taper_power": float(rng.uniform(0.9, 1.7)),
+        "shoulder": float(rng.uniform(0.78, 0.93)),
+        "tilt": 0.0,
+    }
+
+
+def pod_tube(attrs: dict, centre: tuple[float, float], angle: float, rng: np.random.Generator) -> Tube:
+    """The tube of a pod whose body middle is at ``centre``, heading ``angle`` (cap -> tip)."""
+    L, W = attrs["length"], attrs["width"]
+    cap, stem = attrs["cap_len"], attrs["stem_len"]
+    s_tab, r_tab = okra_profile(
+        L,
+        W,
+        cap,
+        stem,
+        W / 2 * rng.uniform(0.28, 0.42),
+        attrs["taper_start"],
+        attrs["taper_power"],
+        attrs["shoulder"],
+        cap_base=attrs.get("cap_base", 0.7),
+    )
+    nodes, s_nodes = centreline(
+        (0.0, 0.0), angle, -(cap + stem), L, attrs["curvature"], attrs["wiggle"], rng.uniform(0, 6.28)
+    )
+    tube = Tube(nodes, s_nodes, s_tab, r_tab, cap_len=cap, stem_len=stem)
+    mid = tube.point_at(np.array(L / 2))
+    tube.nodes = nodes - mid + np.asarray(centre, np.float64)
+    return tube
+
+
+def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
+    age = attrs["age"]
+    base = hsv(attrs["hue"], attrs["sat"], attrs["val"])
+    tip = hsv(attrs["hue"] - rng.uniform(0, 15), attrs["sat"] * rng.uniform(0.8, 1.0), attrs["val"] * 1.08)
+    if attrs["variety"] == "burgundy":
+        cap = hsv(rng.uniform(60, 90), 0.45, 0.45) if rng.random() < 0.5 else base * 1.1
+    else:
+        cap = hsv(
+            attrs["hue"] - rng.uniform(0, 20), attrs["sat"] * rng.uniform(0.7, 0.95), attrs["val"] * 1.05
+        )
+    if age > 0.6 and rng.random() < 0.5:
+        cap = cap * 0.7 + np.array([0.45, 0.35, 0.18], np.float32) * 0.3
+    return Material(
+        base=base,
+        tip=tip,
+        cap=cap,
+        stem=cap * 0.6 + hsv(rng.uniform(50, 80), rng.uniform(0.2, 0.45), rng.uniform(0.55, 0.8)) * 0.4,
+        cut=hsv(rng.uniform(45, 70), rng.uniform(0.2, 0.4), rng.uniform(0.7, 0.9)),
+        ridges=attrs["ridges"],
+        ridge_amp=attrs["ridge_amp"],
+        groove_dark=float(rng.uniform(0.05, 0.15) + 0.2 * age),
+        ridge_phase=float(rng.uniform(0, 2 * np.pi)),
+        twist=float(rng.normal(0, 0.3)),
+        specular=float(rng.uniform(0.05, 0.2)),
+        shininess=float(rng.uniform(6, 16)),
+        hair=float(rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age)),
+        speckle=float(rng.uniform(0.3, 1.0)),
+        mottle=float(rng.uniform(0.03, 0.1)),
+        blemish=float(max(0.0, age - 0.5) * rng.uniform(0.5, 1.6)),
+        browning_tip=float(max(0.0, age - 0.55) * rng.uniform(0.5, 2.0)),
+        fibre=float(age * rng.uniform(0.05, 0.3)),
+        wrap=float(rng.uniform(0.15, 0.6)),
+    )
+
+
+def render_pod(
+    attrs: dict,
+    centre: tuple[float, float],
+    angle: float,
+    light: Light,
+    rng: np.random.Generator,
+    image_size: tuple[int, int],
+    include_stem: bool = False,
+) -> Sprite | None:
+    """Render one pod; the sprite's ``okra`` mask holds body + cap (+ stem with ``include_stem``).
+
+    A pod with ``attrs["tilt"] > 0`` points its cap towards the camera: its projected length
+    shrinks by ``cos(tilt)`` and the face of the calyx (with the pale cut stem in its middle
+    and the brownish rim) shows as an ellipse at the cap end, recorded in ``tube.meta["end_disc"]``.
+    """
+    tilt = float(attrs.get("tilt", 0.0))
+    if tilt > 0:
+        attrs = dict(attrs)
+        k = float(np.cos(tilt))
+        attrs["length"] *= k
+        attrs["cap_len"] *= k
+        attrs["stem_len"] = 0.0
+    tube = pod_tube(attrs, centre, angle, rng)
+    mat = pod_material(attrs, rng)
+    sprite = tube_sprite(tube, mat, light, rng, image_size, "okra")
+    if sprite is None or sprite.fields is None:
+        return None
+    f = sprite.fields
+    limit = tube.s_start - 1.0 if include_stem else -tube.cap_len
+    sprite.okra = f.grid(f.inside & (f.s >= limit), False)
+    if tilt > 0:
+        _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92)
+    sprite.info = dict(attrs)
+    sprite.info["part_body"] = PART_BODY
+    return sprite
+
+
+def _draw_end_disc(
+    sprite: Sprite, tube: Tube, mat: Material, light: Light, tilt: float, radius: float
+) -> None:
+    """Paint the calyx face of a pod seen cap-first onto its sprite (and into its okra mask)."""
+    c = tube.nodes[0]
+    t = tube.nodes[min(2, len(tube.nodes) - 1)] - tube.nodes[0]
+    t = t / max(float(np.linalg.norm(t)), 1e-9)
+    a = radius  # across the pod
+    b = max(radius * float(np.sin(tilt)), 1.0)  # along the pod axis
+    tube.meta["end_disc"] = (float(c[0]), float(c[1]), a, b, float(t[0]), float(t[1]))
+    h, w = sprite.cover.shape
+    cx, cy = c[0] - sprite.x0, c[1] - sprite.y0
+    x0, x1 = max(0, int(cx - a - 2)), min(w, int(cx + a + 3))
+    y0, y1 = max(0, int(cy - a - 2)), min(h, int(cy + a + 3))
+    if x1 <= x0 or y1 <= y0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = xx - np.float32(cx), yy - np.float32(cy)
+    along = dx * t[0] + dy * t[1]
+    across = -dx * t[1] + dy * t[0]
+    e = np.sqrt((across / a) ** 2 + (along / b) ** 2)
+    inside = e < 1.0
+    if not inside.any():
+        return
+    cover_aa = np.clip((1.0 - e) * min(a, b) + 0.5, 0.0, 1.0).astype(np.float32)
+    # A dome: normal tilts towards the rim; the face looks back along the axis (-t) and to the camera.
+    nz = np.sqrt(np.clip(1 - e * e, 0.05, 1.0)) * np.float32(np.sin(tilt)) + np.float32(np.cos(tilt)) * 0.3
+    nx = (across / a) * -t[1] - np.float32(np.cos(tilt)) * t[0] * 0.8
+    ny = (across / a) * t[0] - np.float32(np.cos(tilt)) * t[1] * 0.8
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-6
+    L = light.direction
+    diffuse = np.clip((nx * L[0] + ny * L[1] + nz * L[2]) / norm, 0, 1)
+    shade = (light.ambient + (1 - light.ambient) * diffuse) * light.intensity
+    cap = np.asarray(mat.cap if mat.cap is not None else mat.base, np.float32)
+    cut = np.asarray(mat.cut if mat.cut is not None else cap * 1.4, np.float32)
+    rim_col = np.array([0.55, 0.32, 0.18], np.float32)
+    albedo = np.broadcast_to(cap, e.shape + (3,)).copy()
+    # Calyx lobes: a scalloped pattern around the face.
+    ang = np.arctan2(along / b, across / a)
+    lobes = 0.5 + 0.5 * np.cos(ang * 5)
+    albedo *= (0.9 + 0.15 * lobes * (e > 0.4))[..., None]
+    ring = np.exp(-(((e - 0.93) / 0.06) ** 2))[..., None]
+    albedo = albedo * (1 - 0.7 * ring) + rim_col * (0.7 * ring)
+    centre_disc = (e < 0.3)[..., None]
+    albedo = np.where(centre_disc, cut, albedo)
+    rgb = albedo * shade[..., None] * light.colour
+    sl = (slice(y0, y1), slice(x0, x1))
+    aa = cover_aa[..., None]
+    sprite.rgb[sl] = sprite.rgb[sl] * (1 - aa) + rgb * aa
+    sprite.alpha[sl] = np.maximum(sprite.alpha[sl], cover_aa)
+    sprite.cover[sl] |= inside
+    if sprite.okra is not None:
+        sprite.okra[sl] |= inside

@@ -1,0 +1,632 @@
+"""Scenes: a background, okra pods and distractors in depth order, cast shadows, the camera.
+
+:func:`render_scene` is the entry point. Scene kinds (``KINDS``):
+
+* ``white``: the original project's setting: one whole pod on a near-white backdrop, framed whole;
+* ``bunch``: 2-6 pods side by side on white, as in shop photos;
+* ``plate``, ``wood``, ``cloth``, ``paper``, ``board``: 1-8 pods on everyday surfaces;
+* ``pile``: a market pile, 12-30 overlapping pods, many cut by the frame;
+* ``hands``: pods on a surface with one or two hands over them;
+* ``plant``: pods upright on a stem among leaves, with the yellow okra flower;
+* ``negative``: no okra at all, distractors only;
+* ``photo``: pods composited on a real photograph (only with a ``background`` image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from okrainsight.synth.camera import apply_camera
+from okrainsight.synth.distractors import (
+    DISTRACTORS,
+    flower,
+    hand,
+    leaf,
+    random_distractor,
+    vine,
+)
+from okrainsight.synth.geometry import Tube
+from okrainsight.synth.pods import hsv, render_pod, sample_pod_attributes
+from okrainsight.synth.shading import Light, Sprite, random_light
+
+#: Scene kinds and their weight in the random mix (``kind=None``).
+KINDS: dict[str, float] = {
+    "white": 0.11,
+    "bunch": 0.07,
+    "plate": 0.06,
+    "wood": 0.08,
+    "cloth": 0.08,
+    "paper": 0.06,
+    "board": 0.06,
+    "pile": 0.13,
+    "hands": 0.05,
+    "plant": 0.09,
+    "negative": 0.20,
+}
+#: Distractors that lie on tables and boards (flowers and vines belong to the plant scenes).
+SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_pepper", "leaf")
+#: Kinds only available with a real background photograph.
+PHOTO_KINDS = ("photo",)
+
+RENDERER_VERSION = "okrainsight-synth-1"
+
+
+@dataclass
+class Scene:
+    """One rendered scene.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB.
+        mask: ``(H, W)`` uint8, 255 on the visible pixels of okra pods and calyx caps (stems
+            too when rendered with ``include_stem=True``), else 0.
+        instances: ``(H, W)`` uint16, 0 = background, ``i`` = visible mask pixels of pod ``i`` (1-based).
+        pods: one dict per pod with visible pixels (see :func:`render_scene`).
+        kind: the scene kind.
+        distractor_mask: ``(H, W)`` bool, pixels where a distractor (or hand) is the front-most object.
+        tubes: the geometry of each pod in ``pods`` (same order), for checks and tools.
+        seed: the seed the scene was rendered from.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    instances: np.ndarray
+    pods: list[dict]
+    kind: str
+    distractor_mask: np.ndarray
+    tubes: list[Tube] = field(default_factory=list)
+    seed: int = 0
+    include_stem: bool = False
+
+
+# ----------------------------------------------------------------------------------
+# Backgrounds: float32 (H, W, 3), about 0..1
+# ----------------------------------------------------------------------------------
+
+
+def _lowfreq(rng: np.random.Generator, h: int, w: int, cells: int = 4) -> np.ndarray:
+    small = rng.random((cells, cells)).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _bg_white(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    level = rng.uniform(0.9, 1.12)
+    tint = np.array([1.0, 1.0, 1.0]) + rng.normal(0, 0.015, 3)
+    grad = 1 - rng.uniform(0.0, 0.08) * _lowfreq(rng, h, w, 2)
+    return (level * grad[..., None] * tint).astype(np.float32)
+
+
+def _bg_paper(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    base = hsv(rng.uniform(25, 50), rng.uniform(0.05, 0.45), rng.uniform(0.55, 0.95))
+    fib = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 0.8)
+    img = base * (0.94 + 0.12 * fib[..., None]) * (0.9 + 0.15 * _lowfreq(rng, h, w)[..., None])
+    return img.astype(np.float32)
+
+
+def _bg_wood(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    d = int(np.hypot(h, w)) + 2
+    grain = cv2.resize(rng.random((d // 3, 6)).astype(np.float32), (d, d), interpolation=cv2.INTER_CUBIC)
+    fine = cv2.resize(rng.random((d, 24)).astype(np.float32), (d, d), interpolation=cv2.INTER_LINEAR)
+    rings = 0.5 + 0.5 * np.sin(np.linspace(0, rng.uniform(20, 80), d)[:, None] + 6 * grain)
+    tex = 0.55 * rings + 0.3 * fine + 0.15 * grain
+    planks = int(rng.integers(1, 5))
+    for k in range(1, planks):
+        tex[:, int(k * d / planks) : int(k * d / planks) + 2] = 0.0
+        tex[:, int(k * d / planks) + 2 :] *= rng.uniform(0.85, 1.15)
+    rot = cv2.getRotationMatrix2D((d / 2, d / 2), rng.uniform(0, 180), 1.0)
+    tex = cv2.warpAffine(tex, rot, (d, d), borderMode=cv2.BORDER_REFLECT)
+    tex = tex[(d - h) // 2 : (d - h) // 2 + h, (d - w) // 2 : (d - w) // 2 + w]
+    light_col = hsv(rng.uniform(22, 40), rng.uniform(0.3, 0.65), rng.uniform(0.55, 0.9))
+    dark_col = light_col * rng.uniform(0.45, 0.75)
+    t = np.clip(tex, 0, 1)[..., None]
+    return (dark_col * (1 - t) + light_col * t).astype(np.float32)
+
+
+def _bg_cloth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c1 = hsv(rng.uniform(0, 360), rng.uniform(0.1, 0.8), rng.uniform(0.4, 0.95))
+    c2 = hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.3), rng.uniform(0.8, 1.0))
+    pattern = rng.integers(0, 3)
+    period = rng.uniform(12, 60)
+    ang = rng.uniform(0, np.pi)
+    a = xx * np.cos(ang) + yy * np.sin(ang)
+    b = -xx * np.sin(ang) + yy * np.cos(ang)
+    if pattern == 0:
+        t = np.zeros_like(xx)
+    elif pattern == 1:  # stripes
+        t = (np.sin(a * 2 * np.pi / period) > 0).astype(np.float32)
+    else:  # gingham
+        t = (
+            (np.sin(a * 2 * np.pi / period) > 0).astype(np.float32) + (np.sin(b * 2 * np.pi / period) > 0)
+        ) / 2
+    img = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    weave = 0.94 + 0.06 * np.sin(xx * 2.2) * np.sin(yy * 2.2)
+    folds = 0.8 + 0.35 * _lowfreq(rng, h, w, 5)
+    return (img * (weave * folds)[..., None]).astype(np.float32)
+
+
+def _bg_board(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    if rng.random() < 0.5:
+        return _bg_wood(rng, h, w) * np.float32(rng.uniform(1.0, 1.2))
+    col = hsv(rng.uniform(0, 360), rng.uniform(0, 0.4), rng.uniform(0.7, 0.95))
+    img = np.broadcast_to(col, (h, w, 3)).astype(np.float32).copy()
+    scratches = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(10, 60))):
+        p = rng.uniform(0, 1, 2) * [w, h]
+        a = rng.uniform(0, np.pi)
+        ln = rng.uniform(10, 80)
+        q = p + ln * np.array([np.cos(a), np.sin(a)])
+        cv2.line(scratches, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 1.0, 1)
+    img *= (1 - 0.12 * scratches)[..., None]
+    return img * (0.92 + 0.12 * _lowfreq(rng, h, w))[..., None]
+
+
+def _bg_basket(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    period = rng.uniform(8, 20)
+    weave = 0.5 + 0.25 * np.sin(xx * 2 * np.pi / period) * np.sign(np.sin(yy * 2 * np.pi / period))
+    col = hsv(rng.uniform(20, 45), rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.6))
+    return (col * (0.6 + 0.6 * weave)[..., None]).astype(np.float32)
+
+
+def _bg_foliage(rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
+    base = hsv(rng.uniform(70, 130), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.45))
+    img = np.broadcast_to(base, (h, w, 3)).astype(np.float32).copy()
+    img *= (0.7 + 0.6 * _lowfreq(rng, h, w, 6))[..., None]
+    scale = max(h, w) * rng.uniform(0.25, 0.5)
+    for _ in range(int(rng.integers(8, 18))):
+        c = (rng.uniform(0, w), rng.uniform(0, h))
+        sp = leaf(rng, c, rng.uniform(0, 2 * np.pi), scale, light, (w, h))
+        if sp is not None:
+            _paste(img, sp)
+    if rng.random() < 0.4:  # patches of sky or soil
+        patch = _lowfreq(rng, h, w, 3) > rng.uniform(0.6, 0.8)
+        col = hsv(rng.uniform(190, 220), 0.2, 0.9) if rng.random() < 0.5 else hsv(30, 0.4, 0.35)
+        img[patch] = col
+    return cv2.GaussianBlur(img, (0, 0), rng.uniform(1.5, 5.0) * max(h, w) / 512)
+
+
+def _plate(rng: np.random.Generator, img: np.ndarray) -> tuple[float, float, float, float]:
+    """Draw an elliptic plate onto ``img``; return its centre and half axes."""
+    h, w = img.shape[:2]
+    cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65)
+    ax, ay = w * rng.uniform(0.35, 0.55), h * rng.uniform(0.38, 0.6)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)
+    col = (
+        hsv(rng.uniform(0, 360), rng.uniform(0, 0.5), rng.uniform(0.75, 0.98))
+        if rng.random() < 0.5
+        else np.array([0.95, 0.95, 0.93], np.float32)
+    )
+    rim = np.clip((r - 0.78) / 0.05, 0, 1) * (r < 1.0)
+    shade = 1 - 0.12 * rim + 0.06 * (r < 0.78)
+    inside = (r < 1.0)[..., None]
+    aa = np.clip((1.0 - r) * min(ax, ay), 0, 1)[..., None]
+    plate = col * shade[..., None]
+    img[:] = np.where(
+        inside, img * (1 - aa) + plate * aa, img * (1 - 0.25 * np.clip(1.08 - r, 0, 0.08)[..., None] / 0.08)
+    )
+    return cx, cy, ax * 0.75, ay * 0.75
+
+
+# ----------------------------------------------------------------------------------
+# Composition
+# ----------------------------------------------------------------------------------
+
+
+def _paste(canvas: np.ndarray, sp: Sprite) -> None:
+    h, w = sp.alpha.shape
+    region = canvas[sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w]
+    a = sp.alpha[: region.shape[0], : region.shape[1], None]
+    region[:] = region * (1 - a) + sp.rgb[: region.shape[0], : region.shape[1]] * a
+
+
+def _shadow(canvas: np.ndarray, sp: Sprite, light: Light, strength: float) -> None:
+    """Darken ``canvas`` under the cast shadow of ``sp`` (offset away from the light, blurred)."""
+    H, W = canvas.shape[:2]
+    lz = max(light.direction[2], 0.25)
+    dx = -light.direction[0] / lz * sp.lift
+    dy = -light.direction[1] / lz * sp.lift
+    sigma = 0.8 + 0.35 * sp.lift
+    pad = int(abs(dx) + abs(dy) + 3 * sigma + 2)
+    h, w = sp.alpha.shape
+    x0, y0 = sp.x0 - pad, sp.y0 - pad
+    buf = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+    ox, oy = pad + int(round(dx)), pad + int(round(dy))
+    buf[oy : oy + h, ox : ox + w] = sp.alpha
+    k = 2 * int(round(1.5 * sigma)) + 1  # stack blur: a fast, Gaussian-like blur of any width
+    buf = cv2.stackBlur(buf, (k, k)) if k > 1 else buf
+    cx0, cy0 = max(0, -x0), max(0, -y0)
+    cx1, cy1 = min(buf.shape[1], W - x0), min(buf.shape[0], H - y0)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    region = canvas[y0 + cy0 : y0 + cy1, x0 + cx0 : x0 + cx1]
+    region *= (1 - strength * buf[cy0:cy1, cx0:cx1])[..., None]
+
+
+def _compose(
+    bg: np.ndarray, sprites: list[Sprite], light: Light, shadow: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paint ``sprites`` back to front.
+
+    Returns (canvas, instance ids int32, front-most-is-distractor bool).
+    """
+    canvas = bg.copy()
+    H, W = canvas.shape[:2]
+    inst = np.zeros((H, W), np.int32)
+    distr = np.zeros((H, W), bool)
+    pod_id = 0
+    for sp in sprites:
+        _shadow(canvas, sp, light, shadow)
+        _paste(canvas, sp)
+        h, w = sp.cover.shape
+        sl = (slice(sp.y0, sp.y0 + h), slice(sp.x0, sp.x0 + w))
+        cover = sp.cover[: inst[sl].shape[0], : inst[sl].shape[1]]
+        if sp.okra is not None:
+            pod_id += 1
+            sp.info = dict(sp.info or {}, _raw_id=pod_id)
+            okra = sp.okra[: cover.shape[0], : cover.shape[1]]
+            inst[sl][cover] = 0
+            inst[sl][okra] = pod_id
+            distr[sl][cover] = False
+        else:
+            inst[sl][cover] = 0
+            distr[sl][cover] = True
+    return canvas, inst, distr
+
+
+def _place_pods(
+    rng: np.random.Generator,
+    n: int,
+    scale: float,
+    size: tuple[int, int],
+    light: Light,
+    include_stem: bool,
+    region: tuple[float, float, float, float] | None = None,
+    angle: float | None = None,
+    angle_jitter: float = np.pi,
+    whole: bool = False,
+    width_boost: float = 1.0,
+    tilt_prob: float = 0.0,
+) -> list[Sprite]:
+    """Render ``n`` pods with centres in ``region`` = (cx, cy, half_w, half_h) (default: the whole image)."""
+    w, h = size
+    cx, cy, hw, hh = region or (w / 2, h / 2, w / 2, h / 2)
+    out = []
+    for _ in range(n):
+        attrs = sample_pod_attributes(rng, scale * rng.uniform(0.85, 1.15))
+        attrs["width"] *= width_boost
+        if rng.random() < tilt_prob:
+            attrs["tilt"] = float(rng.uniform(0.3, 0.9))
+        for _try in range(8):
+            c = (cx + rng.uniform(-hw, hw), cy + rng.uniform(-hh, hh))
+            a = (
+                rng.uniform(-np.pi, np.pi)
+                if angle is None
+                else angle + rng.uniform(-angle_jitter, angle_jitter)
+            )
+            sp = render_pod(attrs, c, a, light, rng, size, include_stem)
+            if sp is None or sp.tube is None:
+                continue
+            if whole:
+                bx0, by0, bx1, by1 = sp.tube.bbox(1.0)
+                if bx0 < 1 or by0 < 1 or bx1 > w - 2 or by1 > h - 2:
+                    attrs["length"] *= 0.85
+                    attrs["width"] *= 0.85
+                    attrs["cap_len"] *= 0.85
+                    attrs["stem_len"] *= 0.85
+                    continue
+            out.append(sp)
+            break
+    return out
+
+
+def _distractors(
+    rng: np.random.Generator,
+    n: int,
+    scale: float,
+    size: tuple[int, int],
+    light: Light,
+    names: tuple[str, ...] | None = None,
+) -> list[Sprite]:
+    w, h = size
+    out = []
+    for _ in range(n):
+        c = (rng.uniform(0, w), rng.uniform(0, h))
+        sp = random_distractor(rng, c, rng.uniform(-np.pi, np.pi), scale, light, size, names)
+        if sp is not None:
+            out.append(sp)
+    return out
+
+
+def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
+    if kind in ("white", "bunch"):
+        return _bg_white(rng, h, w)
+    if kind == "paper":
+        return _bg_paper(rng, h, w)
+    if kind == "wood":
+        return _bg_wood(rng, h, w)
+    if kind == "cloth":
+        return _bg_cloth(rng, h, w)
+    if kind == "board":
+        return _bg_board(rng, h, w)
+    if kind == "pile":
+        return _bg_basket(rng, h, w) if rng.random() < 0.5 else _bg_cloth(rng, h, w)
+    if kind == "plant":
+        return _bg_foliage(rng, h, w, light)
+    pick = rng.choice(["white", "paper", "wood", "cloth", "board", "plant", "basket"])
+    if pick == "basket":
+        return _bg_basket(rng, h, w)
+    return _background(str(pick), rng, h, w, light)
+
+
+def _photo_background(photo: np.ndarray, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random crop of ``photo`` (uint8 RGB) resized to (h, w), as float32 0..1."""
+    ph, pw = photo.shape[:2]
+    target = w / h
+    frac = rng.uniform(0.5, 1.0)
+    cw = min(pw, int(round(min(pw, ph * target) * frac)))
+    ch = min(ph, max(1, int(round(cw / target))))
+    x = int(rng.integers(0, pw - cw + 1))
+    y = int(rng.integers(0, ph - ch + 1))
+    crop = photo[y : y + ch, x : x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    interp = cv2.INTER_AREA if cw > w else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=interp).astype(np.float32) / 255.0
+
+
+def render_scene(
+    seed: int,
+    size: tuple[int, int] = (512, 384),
+    kind: str | None = None,
+    *,
+    include_stem: bool = False,
+    background: np.ndarray | None = None,
+) -> Scene:
+    """Render one scene, deterministically from ``seed``.
+
+    Args:
+        seed: any non-negative integer; the same seed (and arguments) gives byte-identical arrays.
+        size: ``(width, height)`` in pixels.
+        kind: one of :data:`KINDS`, ``"photo"`` (needs ``background``), or None for a random mix.
+        include_stem: put the stem (beyond the calyx cap) in the mask too.
+        background: optional ``(H, W, 3)`` uint8 RGB photograph; a random crop of it becomes
+            the backdrop (kind ``"photo"`` unless ``kind`` says otherwise).
+
+    Returns:
+        A :class:`Scene`. Each entry of ``scene.pods`` is a dict with ``id`` (1-based, the value
+        in ``scene.instances``), ``bbox`` ``[x0, y0, x1, y1]`` of its visible pixels (x1, y1
+        exclusive), ``length_px``, ``width_px`` (length with cap as projected in the
+        image, and diameter, in pixels, including parts outside the frame), ``tilt`` (radians the
+        cap end points towards the camera), ``curvature`` (total bend, radians), ``ridges``,
+        ``hue`` (degrees), ``age`` (0..1), ``tender`` (bool), ``variety``, ``area_px`` (visible
+        pixels), ``visible_fraction`` and ``axis_points`` (visible ``[x, y]`` points on the
+        centreline, cap to tip).
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 16 or h < 16:
+        raise ValueError(f"scene size {w}x{h} is too small (16x16 at least)")
+    rng = np.random.default_rng(int(seed))
+    if kind is None:
+        if background is not None and rng.random() < 0.85:
+            kind = "photo" if rng.random() < 0.8 else "negative"
+        else:
+            names = list(KINDS)
+            p = np.array([KINDS[k] for k in names])
+            kind = names[int(rng.choice(len(names), p=p / p.sum()))]
+    if kind not in KINDS and kind not in PHOTO_KINDS:
+        raise ValueError(f"unknown scene kind {kind!r}; choose from {', '.join([*KINDS, *PHOTO_KINDS])}")
+    if kind == "photo" and background is None:
+        raise ValueError("scene kind 'photo' needs a background photograph")
+    light = random_light(rng)
+    shadow = float(rng.uniform(0.2, 0.55))
+    dim = min(w, h)
+    big = max(w, h)
+    sprites: list[Sprite] = []
+    if background is not None:
+        bg = _photo_background(background, rng, h, w)
+        mean = bg.reshape(-1, 3).mean(axis=0)
+        tint = mean / max(float(mean.mean()), 1e-3)
+        light.colour = (light.colour * np.clip(0.75 + 0.25 * tint, 0.6, 1.4)).astype(np.float32)
+        light.colour /= light.colour.max()
+    else:
+        bg = _background(kind, rng, h, w, light)
+
+    if kind == "white":
+        sprites = _place_pods(
+            rng,
+            1,
+            big * rng.uniform(0.45, 0.75),
+            (w, h),
+            light,
+            include_stem,
+            (w / 2, h / 2, w * 0.08, h * 0.08),
+            angle=rng.choice([0.0, np.pi]),
+            angle_jitter=0.7,
+            whole=True,
+        )
+    elif kind == "bunch":
+        n = int(rng.integers(2, 7))
+        a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
+        perp = np.array([-np.sin(a), np.cos(a)])
+        scale = big * rng.uniform(0.5, 0.8)
+        spacing = scale * 0.17
+        for i in range(n):
+            off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
+            c = (w / 2 + perp[0] * off + rng.normal(0, scale * 0.05), h / 2 + perp[1] * off)
+            sprites += _place_pods(
+                rng, 1, scale, (w, h), light, include_stem, (c[0], c[1], 1, 1), angle=a, angle_jitter=0.12
+            )
+        if rng.random() < 0.3:
+            sprites += _distractors(rng, 1, scale * 0.7, (w, h), light, SURFACE_DISTRACTORS)
+    elif kind in ("plate", "wood", "cloth", "paper", "board", "photo"):
+        region = None
+        if kind == "plate":
+            region = _plate(rng, bg)
+        n = int(rng.integers(1, 9))
+        scale = dim * rng.uniform(0.35, 0.85)
+        items = _place_pods(rng, n, scale, (w, h), light, include_stem, region, tilt_prob=0.15)
+        items += _distractors(rng, int(rng.integers(0, 4)), scale, (w, h), light, SURFACE_DISTRACTORS)
+        order = rng.permutation(len(items))
+        sprites = [items[i] for i in order]
+    elif kind == "pile":
+        scale = dim * rng.uniform(0.4, 0.85)
+        a = rng.uniform(-np.pi, np.pi)
+        # Enough pods to cover the frame about once or twice over (pod area ~ 0.1 length^2).
+        cover = rng.uniform(0.7, 1.5)
+        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 12, 30))
+        items = _place_pods(
+            rng,
+            n,
+            scale,
+            (w, h),
+            light,
+            include_stem,
+            (w / 2, h / 2, w * 0.6, h * 0.6),
+            angle=a,
+            angle_jitter=rng.uniform(0.3, np.pi),
+            width_boost=rng.uniform(1.0, 1.3),
+            tilt_prob=rng.uniform(0.1, 0.5),
+        )
+        if rng.random() < 0.4:
+            items += _distractors(
+                rng, int(rng.integers(1, 4)), scale, (w, h), light, ("chilli", "bean", "leaf")
+            )
+        order = rng.permutation(len(items))
+        sprites = [items[i] for i in order]
+        depth = rng.uniform(0.2, 0.5)  # lower layers of the pile get less light
+        for z, sp in enumerate(sprites):
+            sp.lift *= 0.4
+            sp.rgb *= np.float32(1.0 - depth * (1.0 - z / max(len(sprites) - 1, 1)))
+    elif kind == "hands":
+        scale = dim * rng.uniform(0.4, 0.8)
+        sprites = _place_pods(rng, int(rng.integers(1, 6)), scale, (w, h), light, include_stem)
+        for _ in range(int(rng.integers(1, 3))):
+            edge = rng.integers(0, 4)
+            c = [
+                (rng.uniform(0, w), -scale * 0.2),
+                (w + scale * 0.2, rng.uniform(0, h)),
+                (rng.uniform(0, w), h + scale * 0.2),
+                (-scale * 0.2, rng.uniform(0, h)),
+            ][int(edge)]
+            toward = np.arctan2(h / 2 - c[1], w / 2 - c[0]) + rng.normal(0, 0.3)
+            c = (c[0] + np.cos(toward) * scale * 0.6, c[1] + np.sin(toward) * scale * 0.6)
+            sp = hand(rng, c, toward, scale, light, (w, h))
+            if sp is not None:
+                sprites.append(sp)
+    elif kind == "plant":
+        scale = dim * rng.uniform(0.35, 0.7)
+        back = _distractors(rng, int(rng.integers(0, 3)), scale, (w, h), light, ("leaf", "vine"))
+        stem_x = w * rng.uniform(0.3, 0.7)
+        stem = vine(rng, (stem_x, h / 2), -np.pi / 2 + rng.normal(0, 0.2), dim * 0.6, light, (w, h))
+        front = [stem] if stem is not None else []
+        pods = _place_pods(
+            rng,
+            int(rng.integers(1, 4)),
+            scale,
+            (w, h),
+            light,
+            include_stem,
+            (stem_x, h * 0.5, w * 0.25, h * 0.25),
+            angle=-np.pi / 2,
+            angle_jitter=0.45,
+        )
+        extras = []
+        if rng.random() < 0.7:
+            fl = flower(
+                rng,
+                (stem_x + rng.normal(0, w * 0.15), h * rng.uniform(0.15, 0.6)),
+                rng.uniform(0, 6.3),
+                scale,
+                light,
+                (w, h),
+            )
+            if fl is not None:
+                extras.append(fl)
+        extras += _distractors(rng, int(rng.integers(1, 4)), scale, (w, h), light, ("leaf",))
+        order = rng.permutation(len(pods) + len(extras))
+        mixed = [(pods + extras)[i] for i in order]
+        sprites = back + front + mixed
+    elif kind == "negative":
+        scale = dim * rng.uniform(0.35, 0.85)
+        names = tuple(DISTRACTORS)
+        if rng.random() < 0.5:  # a pile of one look-alike, as in market photos of beans or chillies
+            one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd"]))
+            count = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18)}.get(one, (3, 9))
+            sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
+        else:
+            sprites = _distractors(rng, int(rng.integers(1, 8)), scale, (w, h), light, names)
+
+    canvas, inst_raw, distr = _compose(bg, sprites, light, shadow)
+    image = apply_camera(canvas, rng)
+    return _finish(image, inst_raw, distr, sprites, kind, int(seed), include_stem)
+
+
+def _finish(
+    image: np.ndarray,
+    inst_raw: np.ndarray,
+    distr: np.ndarray,
+    sprites: list[Sprite],
+    kind: str,
+    seed: int,
+    include_stem: bool,
+) -> Scene:
+    """Renumber visible pods 1..n, measure them, and build the :class:`Scene`."""
+    h, w = inst_raw.shape
+    pods: list[dict] = []
+    tubes: list[Tube] = []
+    raw_sprites = [sp for sp in sprites if sp.okra is not None]
+    lut = np.zeros(max(len(raw_sprites), int(inst_raw.max(initial=0))) + 1, np.uint16)
+    counts = np.bincount(inst_raw.ravel(), minlength=len(lut))
+    for sp in raw_sprites:
+        info = sp.info or {}
+        rid = int(info["_raw_id"])
+        if counts[rid] == 0 or sp.tube is None:
+            continue
+        new_id = len(pods) + 1
+        lut[rid] = new_id
+        tube = sp.tube
+        ys, xs = np.nonzero(inst_raw == rid)
+        s = np.linspace(-tube.cap_len, tube.s_end - 1.0, 32)
+        pts = np.round(tube.point_at(s), 2)
+        xi, yi = np.floor(pts[:, 0] + 0.5).astype(int), np.floor(pts[:, 1] + 0.5).astype(int)
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        ok[ok] = inst_raw[yi[ok], xi[ok]] == rid
+        full = int(sp.okra.sum()) if sp.okra is not None else 0
+        pods.append(
+            {
+                "id": new_id,
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                "length_px": round(
+                    float((info["length"] + info["cap_len"]) * np.cos(info.get("tilt", 0.0))), 2
+                ),
+                "width_px": round(float(info["width"]), 2),
+                "tilt": round(float(info.get("tilt", 0.0)), 4),
+                "curvature": round(float(info["curvature"]), 4),
+                "ridges": int(info["ridges"]),
+                "hue": round(float(info["hue"]), 2),
+                "age": round(float(info["age"]), 4),
+                "tender": bool(info["tender"]),
+                "variety": str(info["variety"]),
+                "area_px": int(counts[rid]),
+                "visible_fraction": round(float(counts[rid]) / max(full, 1), 4),
+                "axis_points": [[float(x), float(y)] for x, y in pts[ok]],
+            }
+        )
+        tubes.append(tube)
+    instances = lut[inst_raw]
+    mask = np.where(instances > 0, 255, 0).astype(np.uint8)
+    return Scene(
+        image=image,
+        mask=mask,
+        instances=instances,
+        pods=pods,
+        kind=kind,
+        distractor_mask=distr,
+        tubes=tubes,
+        seed=seed,
+        include_stem=include_stem,
+    )

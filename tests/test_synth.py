@@ -1,0 +1,296 @@
+"""Tests of the okra scene renderer (``okrainsight.synth`` and ``okra synth``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from matplotlib.path import Path as MplPath
+from PIL import Image
+
+from okrainsight.cli import main
+from okrainsight.dataset import DatasetLayout, load_labels, load_prompts, read_manifest
+from okrainsight.errors import ConfigError
+from okrainsight.imageio import read_image, read_mask
+from okrainsight.synth import KINDS, render_dataset, render_scene
+
+SIZE = (192, 144)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def _rasterise_outline(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Independent rasterisation: pixel centres inside the outline polygon (point in polygon)."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    inside = MplPath(poly).contains_points(np.stack([xx.ravel(), yy.ravel()], axis=1))
+    return inside.reshape(h, w)
+
+
+@pytest.mark.parametrize("kind", ["white", "pile", "plant", None])
+def test_same_seed_gives_identical_arrays(kind: str | None) -> None:
+    a = render_scene(7, SIZE, kind)
+    b = render_scene(7, SIZE, kind)
+    assert np.array_equal(a.image, b.image)
+    assert np.array_equal(a.mask, b.mask)
+    assert np.array_equal(a.instances, b.instances)
+    assert a.pods == b.pods
+    c = render_scene(8, SIZE, kind)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_scene_arrays_follow_the_contract() -> None:
+    for seed, kind in enumerate(KINDS):
+        s = render_scene(seed, SIZE, kind)
+        assert s.kind == kind
+        assert s.image.shape == (SIZE[1], SIZE[0], 3) and s.image.dtype == np.uint8
+        assert s.mask.shape == SIZE[::-1] and s.mask.dtype == np.uint8
+        assert set(np.unique(s.mask)) <= {0, 255}
+        assert s.instances.dtype == np.uint16
+        assert np.array_equal(s.mask > 0, s.instances > 0)
+
+
+def test_random_scenes_keep_pods_instances_and_mask_consistent() -> None:
+    """Many small random scenes: ids 1..n present, mask = instances > 0, distractors outside it."""
+    for seed in range(60):
+        s = render_scene(1000 + seed, (96, 72))
+        ids = set(np.unique(s.instances).tolist()) - {0}
+        assert ids == {p["id"] for p in s.pods} == set(range(1, len(s.pods) + 1))
+        assert np.array_equal(s.mask > 0, s.instances > 0)
+        assert not (s.mask.astype(bool) & s.distractor_mask).any()
+        if s.kind == "negative":
+            assert not s.pods
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_white_mask_matches_independent_rasterisation(seed: int) -> None:
+    for include_stem in (False, True):
+        s = render_scene(seed, (256, 192), "white", include_stem=include_stem)
+        assert len(s.pods) == 1 and len(s.tubes) == 1
+        tube = s.tubes[0]
+        start = None if include_stem else -tube.cap_len
+        ref = _rasterise_outline(tube.outline(start, samples=800), s.mask.shape)
+        assert ref.sum() > 200
+        assert _iou(s.mask > 0, ref) >= 0.98, (seed, include_stem)
+        # The whole pod is framed on white: nothing of it touches the border.
+        assert (
+            not s.mask[0].any()
+            and not s.mask[-1].any()
+            and not s.mask[:, 0].any()
+            and not s.mask[:, -1].any()
+        )
+
+
+def test_stem_enters_the_mask_only_when_asked() -> None:
+    for seed in range(10):
+        without = render_scene(seed, (256, 192), "white")
+        with_stem = render_scene(seed, (256, 192), "white", include_stem=True)
+        assert (with_stem.mask >= without.mask).all()
+        if without.tubes[0].stem_len > 3:
+            assert with_stem.mask.sum() > without.mask.sum()
+            return
+    pytest.fail("no pod with a stem among ten white scenes")
+
+
+def test_occluded_pods_lose_pixels_and_pods_match_instances() -> None:
+    occluded = 0
+    for seed in range(6):
+        s = render_scene(seed, SIZE, "pile")
+        ids = set(np.unique(s.instances)) - {0}
+        assert ids == {p["id"] for p in s.pods} == set(range(1, len(s.pods) + 1))
+        for pod, tube in zip(s.pods, s.tubes, strict=True):
+            ys, xs = np.nonzero(s.instances == pod["id"])
+            assert pod["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert pod["area_px"] == len(xs)
+            full = _rasterise_outline(tube.outline(-tube.cap_len, samples=600), s.mask.shape)
+            if "end_disc" in tube.meta:  # a pod seen cap-first also shows the face of its calyx
+                cx, cy, a, b, tx, ty = tube.meta["end_disc"]
+                phi = np.linspace(0, 2 * np.pi, 200)
+                ell = np.stack(
+                    [
+                        cx + a * np.cos(phi) * -ty + b * np.sin(phi) * tx,
+                        cy + a * np.cos(phi) * tx + b * np.sin(phi) * ty,
+                    ],
+                    axis=1,
+                )
+                full |= _rasterise_outline(ell, s.mask.shape)
+            visible = s.instances == pod["id"]
+            # Visible pixels are (up to edge pixels) a subset of the pod's own silhouette.
+            assert (visible & ~full).sum() <= 0.03 * visible.sum() + 4
+            if visible.sum() < 0.9 * full.sum():
+                occluded += 1
+            for x, y in pod["axis_points"]:
+                assert s.instances[int(np.floor(y + 0.5)), int(np.floor(x + 0.5))] == pod["id"]
+            assert 5 <= pod["ridges"] <= 8 and 0 <= pod["age"] <= 1
+            assert pod["tender"] == (pod["age"] < 0.5)
+    assert occluded > 0
+
+
+def test_distractors_never_enter_the_mask() -> None:
+    seen = 0
+    for seed in range(12):
+        s = render_scene(seed, SIZE, None)
+        assert not (s.mask.astype(bool) & s.distractor_mask).any()
+        seen += int(s.distractor_mask.sum())
+    assert seen > 1000
+
+
+def test_negative_scenes_have_empty_masks_but_content() -> None:
+    for seed in range(6):
+        s = render_scene(seed, SIZE, "negative")
+        assert s.mask.max() == 0 and s.instances.max() == 0 and s.pods == []
+        assert s.distractor_mask.sum() > 50
+
+
+def test_tender_pods_look_younger() -> None:
+    young, old = [], []
+    for seed in range(40):
+        s = render_scene(seed, (128, 96), "white")
+        hsv = cv2.cvtColor(s.image, cv2.COLOR_RGB2HSV)
+        sat = float(hsv[..., 1][s.mask > 0].mean())
+        (young if s.pods[0]["tender"] else old).append((sat, s.pods[0]["length_px"]))
+    assert young and old
+    assert np.mean([v[0] for v in young]) > np.mean([v[0] for v in old])
+    assert np.mean([v[1] for v in young]) < np.mean([v[1] for v in old])
+
+
+def _check_dataset(root: Path, n: int) -> list[dict]:
+    layout = DatasetLayout(root).require()
+    stems = layout.stems()
+    assert len(stems) == n
+    records = {r["stem"]: r for r in read_manifest(layout.manifest_path)}
+    assert set(records) == set(stems)
+    for stem in stems:
+        img = read_image(layout.image_path(stem))
+        mask = read_mask(layout.mask_path(stem))
+        raw = np.asarray(Image.open(layout.mask_path(stem)))
+        assert set(np.unique(raw)) <= {0, 255}
+        assert img.shape[:2] == mask.shape
+        inst = cv2.imread(str(root / "instances" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert inst.dtype == np.uint16 and np.array_equal(inst > 0, mask > 0)
+        rec = records[stem]
+        assert rec["source"] == "synth" and rec["renderer"]
+        assert len(rec["pods"]) == len(set(np.unique(inst)) - {0})
+    return [records[s] for s in stems]
+
+
+def test_dataset_is_deterministic_across_worker_counts(tmp_path: Path) -> None:
+    a = render_dataset(tmp_path / "a", 6, 3, (128, 96), workers=1, progress=False)
+    b = render_dataset(tmp_path / "b", 6, 3, (128, 96), workers=2, progress=False)
+    recs = _check_dataset(a, 6)
+    _check_dataset(b, 6)
+    for name in sorted((a / "images").iterdir()):
+        for sub in ("images", "masks", "instances"):
+            fa = next((a / sub).glob(name.stem + ".*"))
+            fb = b / sub / fa.name
+            assert fa.read_bytes() == fb.read_bytes(), fa
+    prompts = load_prompts(a / "prompts.json")
+    labels = load_labels(a / "labels.csv")
+    for rec in recs:
+        stem = rec["stem"]
+        if rec["pods"]:
+            assert len(prompts[stem]["points"]) == 2
+            mask = read_mask(a / "masks" / f"{stem}.png")
+            for x, y in prompts[stem]["points"]:
+                assert mask[int(np.floor(y + 0.5)), int(np.floor(x + 0.5))] == 255
+        else:
+            assert stem not in prompts
+        if len(rec["pods"]) == 1:
+            assert labels[stem] == ("tender" if rec["pods"][0]["tender"] else "tough")
+        else:
+            assert stem not in labels
+    # Resuming into the same folder renders nothing new and keeps the files.
+    before = (a / "manifest.jsonl").read_bytes()
+    render_dataset(a, 6, 3, (128, 96), workers=1, progress=False)
+    assert (a / "manifest.jsonl").read_bytes() == before
+
+
+def _photo_folder(root: Path, bad: bool = True) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        arr = (rng.random((60 + 10 * i, 90, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"photo{i}.{'png' if i % 2 else 'jpg'}")
+    if bad:
+        (root / "broken.jpg").write_bytes(b"this is not a jpeg")
+    return root
+
+
+def test_backgrounds_and_negatives_from_any_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    photos = _photo_folder(tmp_path / "photos")
+    with caplog.at_level(logging.WARNING):
+        out = render_dataset(
+            tmp_path / "ds",
+            8,
+            0,
+            (96, 64),
+            workers=1,
+            backgrounds=photos,
+            negatives=photos,
+            negative_fraction=0.4,
+            background_fraction=1.0,
+            progress=False,
+        )
+    lines = [r.getMessage() for r in caplog.records if "broken.jpg" in r.getMessage()]
+    assert lines and all("\n" not in line for line in lines)
+    recs = _check_dataset(out, 8)
+    kinds = {r["kind"] for r in recs}
+    assert "real-negative" in kinds
+    assert kinds & {"photo", "negative"}
+    for r in recs:
+        if r["kind"] == "real-negative":
+            assert read_mask(out / "masks" / f"{r['stem']}.png").max() == 0
+
+
+def test_folder_without_readable_images_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="no readable image"):
+        render_dataset(tmp_path / "ds", 2, 0, (64, 48), workers=1, negatives=bad, progress=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        render_dataset(
+            tmp_path / "ds", 2, 0, (64, 48), workers=1, backgrounds=tmp_path / "nope", progress=False
+        )
+
+
+def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = _photo_folder(tmp_path / "photos")
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "synth",
+                str(tmp_path / "out"),
+                "--n",
+                "3",
+                "--seed",
+                "1",
+                "--size",
+                "96x64",
+                "--workers",
+                "1",
+                "--kinds",
+                "white,negative",
+                "--negatives",
+                str(photos),
+                "--include-stem",
+            ]
+        )
+    assert exc.value.code in (0, None)
+    recs = _check_dataset(tmp_path / "out", 3)
+    assert all(r["include_stem"] for r in recs)
+    assert {r["kind"] for r in recs} <= {"white", "negative", "real-negative"}
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", str(tmp_path / "out2"), "--n", "1", "--kinds", "spaceship"])
+    assert exc.value.code == 2
+    assert "spaceship" in capsys.readouterr().err
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["size"] == [96, 64] for line in manifest)
