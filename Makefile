@@ -50,6 +50,12 @@ $(VENDOR)/.stamp: web/package.json web/package-lock.json
 	cd $(ORT_DIST) && cp $(ORT_FILES) $(CURDIR)/$(VENDOR)/
 	touch $@
 
+# The whole distillation loop (render, label with grabcut, train, evaluate, export); stages already done
+# in runs/pipeline are skipped (okra pipeline ... --force redoes them).
+.PHONY: pipeline
+pipeline: $(STAMP)
+	$(BIN)/okra pipeline configs/pipeline.yaml --out runs/pipeline
+
 test: $(STAMP) web-assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -66,6 +72,16 @@ GRADER_DIR := src/okrainsight/models/grader-default
 
 train-grader: $(STAMP)
 	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 200 --seed 0 --size 256x192
+
+# Mobile export of the built-in default model: ONNX, Core ML, ExecuTorch, TorchScript, each parity-checked.
+EXPORT_MODEL ?= default
+EXPORT_DIR ?= dist/models
+.PHONY: export
+export: $(STAMP)
+	$(BIN)/okra export $(EXPORT_MODEL) --format onnx --out $(EXPORT_DIR)/okra.onnx
+	$(BIN)/okra export $(EXPORT_MODEL) --format coreml --fp16 --out $(EXPORT_DIR)/okra.mlpackage
+	$(BIN)/okra export $(EXPORT_MODEL) --format executorch --out $(EXPORT_DIR)/okra.pte
+	$(BIN)/okra export $(EXPORT_MODEL) --format torchscript --out $(EXPORT_DIR)/okra.pt
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build dist src/*.egg-info

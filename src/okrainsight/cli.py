@@ -923,14 +923,13 @@ def benchmark_cmd(
 def pipeline_cmd(
     config: Path = typer.Argument(..., help="Pipeline YAML (see configs/pipeline.yaml)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: the config's out)."),
-    force: bool = typer.Option(False, "--force", help="Remove earlier pipeline outputs and redo every stage."),
+    force: bool = typer.Option(False, "--force", help="Remove earlier outputs and redo every stage."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run the distillation loop end to end: render or read images, label with a teacher, check,
     split, train a student, evaluate (fidelity to the teacher, accuracy against ground truth), export ONNX.
 
-    Stages already done in OUT are skipped, so a rerun after a crash continues. Writes
-    OUT/pipeline_report.json and OUT/pipeline_report.md.
+    Stages done in OUT are skipped (a rerun continues); writes OUT/pipeline_report.json and .md.
 
     Example:  okra pipeline configs/pipeline.yaml --out runs/pipeline
     """
