@@ -872,7 +872,7 @@ def export_cmd(
     check = (
         f"parity IoU {p.iou:.4f}, max probability difference {p.max_abs_diff:.2e} on {p.n_images} images"
         if p.n_images
-        else f"spec checked ({res.details.get('parity_checked', 'no runtime here')})"
+        else f"parity: {res.details.get('parity_checked', 'no runtime on this machine')}"
     )
     if "drop_points" in res.details:
         d = res.details

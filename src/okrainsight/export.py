@@ -17,8 +17,13 @@ of test images (:func:`parity_images`: rendered scenes when the renderer is
 installed, otherwise deterministic synthetic ones) and compares with the PyTorch
 wrapper (:func:`check_parity`): the mask IoU over the set must be at least 0.99 and
 the largest absolute probability difference is reported. A failed check raises
-:class:`~okrainsight.errors.ModelError`. Later formats (Core ML, ExecuTorch, int8)
-plug into the same wrapper and the same :func:`check_parity` with their own runner.
+:class:`~okrainsight.errors.ModelError`. The mobile formats use the same wrapper and
+the same :func:`check_parity` with their own runner (:func:`export_model` dispatches):
+ExecuTorch ``.pte`` (XNNPACK; ExecuTorch's Python runtime), TorchScript ``.pt``
+(``torch.jit.load``), ONNX fp16/int8 (judged by their IoU drop against fp32, at most
+:data:`MAX_DROP_POINTS`), and Core ML ``.mlpackage`` (an ``ImageType`` input, so its
+wrapper takes float ``(1, 3, H, W)`` 0..255, see :func:`make_coreml_wrapper`; on Linux
+the spec is validated, on macOS Core ML runs the parity check).
 
 torch is imported inside functions only (importing this module is cheap).
 """
@@ -534,8 +539,800 @@ def export_onnx(
     )
 
 
+# ----------------------------------------------------------------------------------
+# Mobile formats: Core ML, ExecuTorch, TorchScript; ONNX fp16 and int8
+# ----------------------------------------------------------------------------------
+
+#: Formats :func:`export_model` writes, with their file suffix.
+FORMAT_SUFFIX = {"onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte", "torchscript": ".pt"}
+#: Largest IoU loss (in points, 0..100) an fp16 or int8 file may show against the fp32 export.
+MAX_DROP_POINTS = 1.0
+#: Core ML input: what the ``ImageType`` feeds the wrapper.
+COREML_INPUT_FORMAT = (
+    "Core ML ImageType RGB (a CVPixelBuffer / CGImage, e.g. from Vision) at WxH, scale 1, no bias: "
+    "the model sees float (1, 3, H, W) 0..255; /255, mean/std and sigmoid are inside"
+)
+#: Calibration images used at most for int8 quantisation.
+MAX_CALIBRATION_IMAGES = 64
+
+
+@functools.cache
+def _coreml_wrapper_class() -> type:
+    import torch
+    from torch import nn
+
+    class CoreMLWrapper(nn.Module):
+        """float ``(1, 3, H, W)`` RGB 0..255 (a Core ML ``ImageType``) -> (probability, mask 0/255)."""
+
+        def __init__(self, model: nn.Module, card: ModelCard) -> None:
+            super().__init__()
+            self.model = model
+            mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
+            self.register_buffer("mean", mean, persistent=False)
+            self.register_buffer("std", std, persistent=False)
+            self.threshold = float(card.threshold)
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = (image / 255.0 - self.mean) / self.std
+            out = self.model(x)
+            if isinstance(out, dict):
+                out = out["out"]
+            probability = torch.sigmoid(out)
+            mask = (probability >= self.threshold).to(torch.float32) * 255.0
+            return probability, mask
+
+    return CoreMLWrapper
+
+
+def make_coreml_wrapper(model: Any, card: ModelCard) -> Any:
+    """The Core ML variant of :func:`make_wrapper`.
+
+    A Core ML ``ImageType`` input (RGB, ``scale=1``, no bias) hands the network float
+    ``(1, 3, H, W)`` with values 0..255, so this wrapper takes exactly that, divides by 255,
+    applies the card's mean/std, and returns ``probability`` ``(1, 1, H, W)`` in 0..1 and
+    ``mask`` ``(1, 1, H, W)`` float 0/255 (Core ML tensors have no uint8 outputs before iOS 17).
+    """
+    return _coreml_wrapper_class()(model, card).eval()
+
+
+def load_export_source(spec: str | os.PathLike[str]) -> tuple[Any, ModelCard]:
+    """Load the PyTorch student behind ``spec`` for export.
+
+    Args:
+        spec: a training run folder or model folder (``card.json`` + ``model.safetensors``), a file
+            inside one, or a built-in name (``default`` = ``okrainsight/models/default/``).
+
+    Returns:
+        ``(model, card)``, the model in eval mode on the CPU.
+
+    Raises:
+        ModelError: nothing loadable there (names the path or the built-in folder looked at).
+    """
+    from okrainsight.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
+    from okrainsight.runtime import BUILTIN_DIR
+
+    p = Path(spec)
+    if p.exists():
+        return load_checkpoint(p)
+    text = os.fspath(spec)
+    if text and "/" not in text and os.sep not in text:
+        d = BUILTIN_DIR / text
+        if (d / CARD_FILE).is_file() and (d / WEIGHTS_FILE).is_file():
+            return load_checkpoint(d)
+        raise ModelError(
+            f"no built-in model named {text!r} with PyTorch weights ({d} needs {CARD_FILE} and "
+            f"{WEIGHTS_FILE}) and no such file or folder; train one with 'okra train' and export "
+            "its run folder"
+        )
+    raise ModelError(f"{p}: no such model file or folder")
+
+
+def rendered_split(
+    size: tuple[int, int], n: int = 8, *, seed: int = 50_000
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rendered test scenes with exact masks, for accuracy (not parity) measurements.
+
+    Args:
+        size: ``(width, height)``.
+        n: number of scenes (the renderer's own mix of kinds, negatives included).
+        seed: the split is a pure function of ``(size, n, seed)``.
+
+    Returns:
+        ``[(image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/255), ...]``, or ``[]`` when the
+        renderer (:mod:`okrainsight.synth`) is not installed.
+    """
+    try:
+        from okrainsight.synth import render_scene
+    except ImportError:
+        return []
+    out = []
+    for i in range(n):
+        scene = render_scene(seed + i, size=size)
+        out.append((np.ascontiguousarray(scene.image, np.uint8), np.asarray(scene.mask, np.uint8)))
+    return out
+
+
+def mask_iou(runner: Runner, split: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pooled mask IoU (intersection sum / union sum) of ``runner`` against the split's masks."""
+    inter = union = 0
+    for img, gt in split:
+        _, m = runner(np.ascontiguousarray(img[None], dtype=np.uint8))
+        a, b = np.asarray(m).reshape(gt.shape) > 127, gt > 127
+        inter += int(np.logical_and(a, b).sum())
+        union += int(np.logical_or(a, b).sum())
+    return inter / union if union else 1.0
+
+
+def torchscript_runner(path: str | os.PathLike[str]) -> Runner:
+    """Run a TorchScript ``.pt`` written by :func:`export_torchscript` -> (probability, mask) numpy."""
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:  # torch.jit raises RuntimeError and friends
+        raise ModelError(f"{path}: torch.jit.load cannot read it ({_one_line(exc)})") from exc
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            prob, mask = module(torch.from_numpy(np.ascontiguousarray(batch)))
+        return prob.numpy(), mask.numpy()
+
+    return run
+
+
+def executorch_runner(path: str | os.PathLike[str], *, threads: int | None = None) -> Runner:
+    """Run an ExecuTorch ``.pte`` in ExecuTorch's Python runtime (XNNPACK) -> (probability, mask).
+
+    Args:
+        threads: resize XNNPACK's thread pool (process-wide) when given.
+    """
+    import torch
+
+    try:
+        from executorch.runtime import Runtime
+    except ImportError as exc:
+        raise MissingDependencyError("executorch", "export") from exc
+    if threads:
+        with contextlib.suppress(ImportError, AttributeError, RuntimeError):
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(int(threads))
+    try:
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+    except Exception as exc:  # the runtime raises RuntimeError/ValueError
+        raise ModelError(f"{path}: ExecuTorch cannot load it ({_one_line(exc)})") from exc
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prob, mask = method.execute([torch.from_numpy(np.array(batch, dtype=np.uint8, order="C", copy=True))])
+        return prob.numpy(), mask.numpy()
+
+    return run
+
+
+def read_executorch_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The card metadata stored in a ``.pte`` as constant methods (one string per key)."""
+    try:
+        from executorch.runtime import Runtime
+    except ImportError as exc:
+        raise MissingDependencyError("executorch", "export") from exc
+    program = Runtime.get().load_program(Path(path))
+    meta = {}
+    for key in METADATA_KEYS:
+        if key in program.method_names:
+            (value,) = program.load_method(key).execute([])
+            meta[key] = str(value)
+    return meta
+
+
+def read_torchscript_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata.json`` extra file of a TorchScript ``.pt`` as a dict."""
+    import torch
+
+    extra = {"metadata.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["metadata.json"] or "{}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
+
+
+def _output_path(out: str | os.PathLike[str], fmt: str, variant: str = "") -> Path:
+    """``out`` itself when it ends in the format's suffix, else ``out/model[.variant]<suffix>``."""
+    suffix = FORMAT_SUFFIX[fmt]
+    p = Path(out)
+    if p.suffix.lower() == suffix and not (p.is_dir() and fmt != "coreml"):
+        return p
+    return p / f"model{'.' + variant if variant else ''}{suffix}"
+
+
+def _example(images: Sequence[np.ndarray]) -> Any:
+    import torch
+
+    # a fresh copy: ``img[None]`` has a zero stride on the new axis, which ExecuTorch refuses
+    return torch.from_numpy(np.array(images[0][None], dtype=np.uint8, order="C", copy=True))
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move a checked file or folder into place (replacing an older one)."""
+    import shutil
+
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _checked_export(
+    out: Path, write: Callable[[Path], None], check: Callable[[Path], ParityReport]
+) -> ParityReport:
+    """Write to a hidden sibling, check it, then move it into place; on any failure remove it."""
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".check-{out.name}")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    tmp.unlink(missing_ok=True)
+    try:
+        write(tmp)
+        parity = check(tmp)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    _publish(tmp, out)
+    return parity
+
+
+def _size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def export_torchscript(
+    model: Any,
+    card: ModelCard,
+    out_path: str | os.PathLike[str],
+    *,
+    parity_n: int = 4,
+    min_iou: float = PARITY_MIN_IOU,
+) -> ExportResult:
+    """Trace :class:`ExportWrapper` with ``torch.jit.trace`` into a ``.pt`` for LibTorch.
+
+    The card metadata (:func:`card_metadata`) travels as the extra file ``metadata.json`` and
+    the whole card as ``card.json`` (``torch.jit.load(path, _extra_files={...})`` reads them).
+    Parity: ``torch.jit.load`` of the written file against the eager wrapper.
+    """
+    import torch
+
+    out = _output_path(out_path, "torchscript")
+    wrapper = make_wrapper(model.eval(), card)
+    images = parity_images(card.input_size, parity_n)
+    extra = {
+        "metadata.json": json.dumps(card_metadata(card), sort_keys=True),
+        "card.json": json.dumps(card.to_dict(), sort_keys=True),
+    }
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(wrapper, (_example(images),), check_trace=False)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf, _extra_files=extra)
+        atomic_write_bytes(tmp, buf.getvalue())
+
+    def check(tmp: Path) -> ParityReport:
+        return check_parity(
+            torch_runner(wrapper), torchscript_runner(tmp), images, min_iou=min_iou, what=str(out)
+        )
+
+    parity = _checked_export(out, write, check)
+    return ExportResult(out, "torchscript", _size_of(out), parity, {"tracer": "torch.jit.trace"})
+
+
+def export_executorch(
+    model: Any,
+    card: ModelCard,
+    out_path: str | os.PathLike[str],
+    *,
+    parity_n: int = 4,
+    min_iou: float = PARITY_MIN_IOU,
+) -> ExportResult:
+    """``torch.export`` of :class:`ExportWrapper`, lowered to XNNPACK, written as a ``.pte``.
+
+    The card metadata (:func:`card_metadata`) is stored as constant methods returning strings
+    (``program.load_method("threshold").execute([])``; see :func:`read_executorch_metadata`).
+    Parity: ExecuTorch's Python runtime runs the written file against the eager wrapper.
+    """
+    import torch
+
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as exc:
+        raise MissingDependencyError("executorch", "export") from exc
+    out = _output_path(out_path, "executorch")
+    wrapper = make_wrapper(model.eval(), card)
+    images = parity_images(card.input_size, parity_n)
+
+    def write(tmp: Path) -> None:
+        sink = io.StringIO()
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    program = torch.export.export(wrapper, (_example(images),))
+                edge = to_edge_transform_and_lower(
+                    program, partitioner=[XnnpackPartitioner()], constant_methods=card_metadata(card)
+                )
+                buffer = edge.to_executorch().buffer
+        except Exception as exc:  # torch.export / exir raise many types
+            raise ModelError(f"{out}: ExecuTorch export of {card.arch!r} failed ({_one_line(exc)})") from exc
+        atomic_write_bytes(tmp, buffer)
+
+    def check(tmp: Path) -> ParityReport:
+        return check_parity(
+            torch_runner(wrapper), executorch_runner(tmp), images, min_iou=min_iou, what=str(out)
+        )
+
+    parity = _checked_export(out, write, check)
+    return ExportResult(out, "executorch", _size_of(out), parity, {"backend": "XNNPACK"})
+
+
+def coreml_metadata(card: ModelCard) -> dict[str, str]:
+    """:func:`card_metadata` with the Core ML input described (goes into ``user_defined_metadata``)."""
+    meta = card_metadata(card)
+    meta["input_format"] = COREML_INPUT_FORMAT
+    meta["outputs"] = "probability (1,1,H,W) float 0..1; mask (1,1,H,W) float 0/255 (prob >= threshold)"
+    return meta
+
+
+def validate_coreml_spec(path: str | os.PathLike[str], card: ModelCard) -> dict[str, Any]:
+    """Check an ``.mlpackage`` without running it (works on Linux).
+
+    Checks: one input ``image`` that is an RGB ``ImageType`` of the card's size; outputs
+    ``probability`` and ``mask``, multi-arrays of shape ``(1, 1, H, W)``; an ML Program; every
+    :data:`METADATA_KEYS` entry in ``user_defined_metadata`` with the card's values.
+
+    Returns:
+        A summary dict (input, outputs, spec version, metadata keys).
+
+    Raises:
+        ModelError: naming the first mismatch.
+    """
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(path))
+    desc = spec.description
+    w, h = card.input_size
+    if [i.name for i in desc.input] != [INPUT_NAME]:
+        raise ModelError(f"{path}: Core ML inputs are {[i.name for i in desc.input]}, expected ['image']")
+    inp = desc.input[0].type
+    if inp.WhichOneof("Type") != "imageType":
+        raise ModelError(f"{path}: Core ML input 'image' is not an ImageType")
+    colour = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(inp.imageType.colorSpace)
+    if colour != "RGB" or (inp.imageType.width, inp.imageType.height) != (w, h):
+        raise ModelError(
+            f"{path}: Core ML input is {colour} {inp.imageType.width}x{inp.imageType.height}, "
+            f"expected RGB {w}x{h}"
+        )
+    outputs = {}
+    for o in desc.output:
+        if o.type.WhichOneof("Type") != "multiArrayType":
+            raise ModelError(f"{path}: Core ML output {o.name!r} is not a multi-array")
+        outputs[o.name] = tuple(int(s) for s in o.type.multiArrayType.shape)
+    for name in OUTPUT_NAMES:
+        if outputs.get(name) != (1, 1, h, w):
+            raise ModelError(
+                f"{path}: Core ML output {name!r} has shape {outputs.get(name)}, expected (1, 1, {h}, {w})"
+            )
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ModelError(f"{path}: not an ML Program")
+    meta = dict(desc.metadata.userDefined)
+    want = coreml_metadata(card)
+    for key in METADATA_KEYS:
+        if meta.get(key) != want[key]:
+            raise ModelError(f"{path}: Core ML metadata {key!r} is missing or differs from the card")
+    return {
+        "input": {"name": INPUT_NAME, "type": "ImageType", "color": colour, "size": [w, h]},
+        "outputs": {k: list(v) for k, v in outputs.items()},
+        "specification_version": int(spec.specificationVersion),
+        "metadata_keys": sorted(meta),
+    }
+
+
+def coreml_runner(path: str | os.PathLike[str]) -> Runner:
+    """Run an ``.mlpackage`` with Core ML (macOS only) -> (probability float32, mask uint8)."""
+    import coremltools as ct
+    from PIL import Image
+
+    mlmodel = ct.models.MLModel(str(path))
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = mlmodel.predict({INPUT_NAME: Image.fromarray(np.ascontiguousarray(batch[0]), "RGB")})
+        prob = np.asarray(out["probability"], np.float32)
+        mask = np.where(np.asarray(out["mask"]) > 127, 255, 0).astype(np.uint8)
+        return prob, mask
+
+    return run
+
+
+def export_coreml(
+    model: Any,
+    card: ModelCard,
+    out_path: str | os.PathLike[str],
+    *,
+    fp16: bool = False,
+    parity_n: int = 4,
+    min_iou: float = PARITY_MIN_IOU,
+    predict: bool | None = None,
+) -> ExportResult:
+    """Convert :func:`make_coreml_wrapper` (traced) to a Core ML ML Program ``.mlpackage`` (iOS 16+).
+
+    The input ``image`` is an RGB ``ImageType`` of the card's size (``scale=1``, no bias), so a
+    Vision request or a camera ``CVPixelBuffer`` feeds it directly; normalisation and sigmoid
+    are inside. ``fp16`` selects fp16 compute precision (what the Neural Engine runs), else fp32.
+    Card metadata goes into ``user_defined_metadata``; short description, version and author are set.
+
+    Parity: on macOS (or ``predict=True``) Core ML runs the file on the parity images; elsewhere
+    the spec is validated instead (:func:`validate_coreml_spec`) and the parity report says
+    ``n_images=0``.
+    """
+    import platform
+
+    import torch
+
+    try:
+        import coremltools as ct
+    except ImportError as exc:
+        raise MissingDependencyError("coremltools", "export") from exc
+    out = _output_path(out_path, "coreml")
+    w, h = card.input_size
+    model = model.eval()
+    wrapper = make_coreml_wrapper(model, card)
+    images = parity_images(card.input_size, parity_n)
+    if predict is None:
+        predict = platform.system() == "Darwin"
+    details: dict[str, Any] = {"precision": "fp16" if fp16 else "fp32", "minimum_deployment_target": "iOS16"}
+
+    def write(tmp: Path) -> None:
+        example = torch.from_numpy(images[0].transpose(2, 0, 1)[None].astype(np.float32))
+        sink = io.StringIO()
+        ct_log = logging.getLogger("coremltools")
+        ct_level = ct_log.level
+        ct_log.setLevel(logging.ERROR)  # "Tuple detected at graph output" is expected here
+        try:
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(sink),
+                contextlib.redirect_stderr(sink),
+                torch.no_grad(),
+            ):
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(wrapper, (example,), check_trace=False)
+                mlmodel = ct.convert(
+                    traced,
+                    inputs=[
+                        ct.ImageType(
+                            name=INPUT_NAME, shape=(1, 3, h, w), color_layout=ct.colorlayout.RGB, scale=1.0
+                        )
+                    ],
+                    outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
+                    convert_to="mlprogram",
+                    minimum_deployment_target=ct.target.iOS16,
+                    compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+                )
+        except Exception as exc:  # coremltools raises many types
+            raise ModelError(f"{out}: Core ML conversion of {card.arch!r} failed ({_one_line(exc)})") from exc
+        finally:
+            ct_log.setLevel(ct_level)
+        mlmodel.short_description = (
+            f"OkraInsight {card.name or card.arch}: okra probability and mask for an RGB {w}x{h} image"
+        )
+        mlmodel.version = str(card.version)
+        mlmodel.author = "OkraInsight"
+        mlmodel.license = "see the OkraInsight project"
+        mlmodel.input_description[INPUT_NAME] = f"RGB image {w}x{h} (scale to this size; pixels 0..255)"
+        mlmodel.output_description["probability"] = "okra probability per pixel, (1, 1, H, W), 0..1"
+        mlmodel.output_description["mask"] = f"255 where probability >= {card.threshold}, else 0"
+        for key, value in coreml_metadata(card).items():
+            mlmodel.user_defined_metadata[key] = value
+        mlmodel.save(str(tmp))
+
+    def check(tmp: Path) -> ParityReport:
+        details["spec"] = validate_coreml_spec(tmp, card)
+        if predict:
+            return check_parity(
+                torch_runner(make_wrapper(model, card)),
+                coreml_runner(tmp),
+                images,
+                min_iou=min_iou,
+                what=str(out),
+            )
+        return ParityReport(
+            iou=float("nan"),
+            min_image_iou=float("nan"),
+            max_abs_diff=float("nan"),
+            n_images=0,
+            size=(w, h),
+            min_iou=min_iou,
+            passed=True,
+        )
+
+    parity = _checked_export(out, write, check)
+    details["parity_checked"] = (
+        "Core ML prediction" if predict else "spec validated only (Core ML prediction needs macOS)"
+    )
+    return ExportResult(out, "coreml", _size_of(out), parity, details)
+
+
+class _CalibrationReader:
+    """Feeds calibration images (resized to the model's input size) to ``quantize_static``."""
+
+    def __init__(self, paths: Sequence[Path], size: tuple[int, int]) -> None:
+        self._paths = list(paths)
+        self._size = size
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        import cv2
+
+        from okrainsight.imageio import read_image
+
+        if self._i >= len(self._paths):
+            return None
+        img = read_image(self._paths[self._i])
+        self._i += 1
+        w, h = self._size
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        return {INPUT_NAME: np.ascontiguousarray(img[None], dtype=np.uint8)}
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def calibration_images(folder: str | os.PathLike[str], limit: int = MAX_CALIBRATION_IMAGES) -> list[Path]:
+    """Up to ``limit`` image files under ``folder`` (sorted, evenly spaced when there are more)."""
+    from okrainsight.imageio import iter_image_files
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise ModelError(f"{d}: int8 calibration needs a folder of images; no such folder")
+    files = iter_image_files([d])
+    if not files:
+        raise ModelError(f"{d}: no images for int8 calibration in this folder")
+    if len(files) > limit:
+        step = len(files) / limit
+        files = [files[int(i * step)] for i in range(limit)]
+    return files
+
+
+def _set_onnx_metadata(path: Path, card: ModelCard, precision: str) -> None:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=True)
+    del proto.metadata_props[:]
+    for key, value in {**card_metadata(card), "precision": precision}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "okrainsight"
+    atomic_write_bytes(path, proto.SerializeToString())
+
+
+def export_onnx_reduced(
+    model: Any,
+    card: ModelCard,
+    out_path: str | os.PathLike[str],
+    *,
+    precision: str,
+    calib_dir: str | os.PathLike[str] | None = None,
+    parity_n: int = 4,
+    max_drop_points: float = MAX_DROP_POINTS,
+    split_n: int = 8,
+) -> ExportResult:
+    """ONNX in fp16 (weights and compute, uint8 input and float32 outputs kept) or int8 (static QDQ).
+
+    Steps: export the fp32 ONNX (with its own parity check against PyTorch), convert it
+    (``onnxruntime.transformers.float16`` with ``keep_io_types``; or ``quantize_static`` in QDQ
+    format, per-channel int8 weights, uint8 activations, calibrated on ``calib_dir``), then
+    measure the IoU *drop*: pooled mask IoU on :func:`rendered_split` (exact rendered masks; the
+    fp32 export's masks when the renderer is missing) of the fp32 file minus that of the reduced
+    file, in points (0..100). More than ``max_drop_points`` fails. The agreement with PyTorch
+    (mask IoU, max probability difference) is reported, not gated: int8 near the threshold flips
+    pixels by design.
+    """
+    if precision not in ("fp16", "int8"):
+        raise ModelError(f"unknown ONNX precision {precision!r}; choose fp16 or int8")
+    if precision == "int8" and calib_dir is None:
+        raise ModelError("int8 export needs a calibration folder of images (--int8 CALIB_DIR)")
+    calib = calibration_images(calib_dir) if precision == "int8" else []
+    out = _output_path(out_path, "onnx", precision)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    wrapper = make_wrapper(model, card)
+    images = parity_images(card.input_size, parity_n)
+    split = rendered_split(card.input_size, split_n)
+    with tempfile.TemporaryDirectory(prefix=".onnx-reduce-", dir=out.parent) as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        pre_path = Path(tmp) / "fp32-pre.onnx"
+        fp32 = export_onnx(model, card, fp32_path, parity_n=parity_n)
+        fp32_run = onnx_runner(fp32_path)
+        if not split:  # no renderer: judge against the fp32 export's own masks
+            split = [(img, fp32_run(img[None])[1].reshape(img.shape[:2])) for img in images]
+        iou32 = mask_iou(fp32_run, split)
+        result: dict[str, Any] = {}
+
+        def write(dst: Path) -> None:
+            if precision == "fp16":
+                import onnx
+                from onnxruntime.transformers.float16 import convert_float_to_float16
+
+                proto = onnx.load(str(fp32_path))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    half = convert_float_to_float16(proto, keep_io_types=True)
+                atomic_write_bytes(dst, half.SerializeToString())
+            else:
+                from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+                from onnxruntime.quantization.shape_inference import quant_pre_process
+
+                source = fp32_path
+                logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger
+                try:
+                    try:  # folds constants and Identity nodes so biases become initializers
+                        quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
+                        source = pre_path
+                    except Exception as exc:  # optional step; quantise the plain file then
+                        log.debug("quant_pre_process failed (%s); quantising without it", exc)
+                    quantize_static(
+                        str(source),
+                        str(dst),
+                        _CalibrationReader(calib, card.input_size),
+                        quant_format=QuantFormat.QDQ,
+                        per_channel=True,
+                        activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                    )
+                except Exception as exc:  # onnxruntime raises many types
+                    raise ModelError(f"{out}: int8 quantisation failed ({_one_line(exc)})") from exc
+                finally:
+                    logging.disable(logging.NOTSET)
+            _set_onnx_metadata(dst, card, precision)
+
+        def check(dst: Path) -> ParityReport:
+            run = onnx_runner(dst)
+            agreement = check_parity(torch_runner(wrapper), run, images, min_iou=0.0, what=str(out))
+            iou_low = mask_iou(run, split)
+            drop = (iou32 - iou_low) * 100.0
+            result.update(
+                {
+                    "precision": precision,
+                    "iou_fp32": iou32,
+                    "iou": iou_low,
+                    "drop_points": drop,
+                    "max_drop_points": max_drop_points,
+                    "fp32_parity": fp32.parity.to_dict(),
+                    "calibration_images": len(calib),
+                    "split_images": len(split),
+                }
+            )
+            if drop > max_drop_points:
+                raise ModelError(
+                    f"{out}: {precision} parity check failed: IoU drops {drop:.2f} points against the fp32 "
+                    f"export ({iou32:.4f} -> {iou_low:.4f}; at most {max_drop_points} allowed)"
+                )
+            agreement.min_iou = 0.0
+            return agreement
+
+        parity = _checked_export(out, write, check)
+    log.info("exported %s (%s): IoU drop %.2f points", out, precision, result["drop_points"])
+    return ExportResult(out, "onnx", _size_of(out), parity, result)
+
+
+def export_model(
+    model: Any,
+    card: ModelCard,
+    fmt: str,
+    out_path: str | os.PathLike[str],
+    *,
+    fp16: bool = False,
+    int8_calib: str | os.PathLike[str] | None = None,
+    size: tuple[int, int] | None = None,
+    parity_n: int = 4,
+    min_iou: float = PARITY_MIN_IOU,
+    max_drop_points: float = MAX_DROP_POINTS,
+) -> ExportResult:
+    """Export ``model`` to ``fmt`` (``onnx``, ``coreml``, ``executorch``, ``torchscript``) with parity.
+
+    Args:
+        out_path: the file (``.onnx``, ``.mlpackage``, ``.pte``, ``.pt``) or a folder for
+            ``model[.fp16|.int8]<suffix>``.
+        fp16: ONNX: fp16 weights and compute; Core ML: fp16 compute precision.
+        int8_calib: ONNX only: folder of calibration images for static int8 quantisation.
+        size: ``(width, height)`` to export at instead of the card's input size (recorded in the card).
+
+    Raises:
+        ModelError: unsupported combination, failed export, or failed parity (no file is left).
+    """
+    import dataclasses
+
+    if fmt not in FORMAT_SUFFIX:
+        raise ModelError(f"unknown export format {fmt!r}; choose {', '.join(FORMAT_SUFFIX)}")
+    if size is not None:
+        w, h = (int(v) for v in size)
+        if w < 16 or h < 16:
+            raise ModelError(f"export size {w}x{h} is too small (at least 16x16)")
+        card = dataclasses.replace(card, input_size=(w, h))
+    if int8_calib is not None and fmt != "onnx":
+        raise ModelError("int8 quantisation (--int8) is available for ONNX only")
+    if int8_calib is not None and fp16:
+        raise ModelError("choose either --fp16 or --int8, not both")
+    if fp16 and fmt in ("executorch", "torchscript"):
+        raise ModelError(f"--fp16 is not supported for {fmt} (fp32 only); use onnx or coreml")
+    if fmt == "onnx":
+        if int8_calib is not None or fp16:
+            return export_onnx_reduced(
+                model,
+                card,
+                out_path,
+                precision="int8" if int8_calib is not None else "fp16",
+                calib_dir=int8_calib,
+                parity_n=parity_n,
+                max_drop_points=max_drop_points,
+            )
+        return export_onnx(model, card, _output_path(out_path, "onnx"), parity_n=parity_n, min_iou=min_iou)
+    if fmt == "coreml":
+        return export_coreml(model, card, out_path, fp16=fp16, parity_n=parity_n, min_iou=min_iou)
+    if fmt == "executorch":
+        return export_executorch(model, card, out_path, parity_n=parity_n, min_iou=min_iou)
+    return export_torchscript(model, card, out_path, parity_n=parity_n, min_iou=min_iou)
+
+
+def runner_for(path: str | os.PathLike[str], fmt: str, *, threads: int = 1) -> Runner | None:
+    """The runner of an exported file on this machine, or None (Core ML off macOS)."""
+    import platform
+
+    if fmt == "onnx":
+        return onnx_runner(path, threads=threads)
+    if fmt == "executorch":
+        return executorch_runner(path, threads=threads)
+    if fmt == "torchscript":
+        return torchscript_runner(path)
+    if fmt == "coreml" and platform.system() == "Darwin":
+        return coreml_runner(path)
+    return None
+
+
 __all__ = [
+    "FORMAT_SUFFIX",
+    "MAX_DROP_POINTS",
     "ExportResult",
+    "coreml_metadata",
+    "coreml_runner",
+    "executorch_runner",
+    "export_coreml",
+    "export_executorch",
+    "export_model",
+    "export_onnx_reduced",
+    "export_torchscript",
+    "load_export_source",
+    "make_coreml_wrapper",
+    "mask_iou",
+    "read_executorch_metadata",
+    "read_torchscript_metadata",
+    "rendered_split",
+    "runner_for",
+    "torchscript_runner",
+    "validate_coreml_spec",
     "make_wrapper",
     "INPUT_NAME",
     "OUTPUT_NAMES",
