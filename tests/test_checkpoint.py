@@ -78,6 +78,7 @@ def test_card_round_trip(tmp_path: Path) -> None:
         ({"mean": [0.5, 0.5]}, "mean"),
         ({"input_size": ["a", 3]}, "invalid card field"),
         ({"format": "someone-else/9"}, "unsupported card format"),
+        ({"arch_kwargs": [1, 2]}, "arch_kwargs must be a JSON object"),
     ],
 )
 def test_invalid_card_fields_name_the_file(tmp_path: Path, patch: dict[str, object], problem: str) -> None:
@@ -130,6 +131,15 @@ def test_weights_that_do_not_fit_give_model_error(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
     assert str(tmp_path / WEIGHTS_FILE) in str(info.value)
     assert "do not fit" in str(info.value)
+
+
+def test_card_arguments_the_builder_refuses_give_model_error(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _tiny_model(), _full_card())
+    data = json.loads((tmp_path / CARD_FILE).read_text())
+    data["arch_kwargs"] = {"no_such_option": 3}
+    (tmp_path / CARD_FILE).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"card\.json: arch_kwargs do not fit"):
+        load_checkpoint(tmp_path)
 
 
 def test_unknown_arch_in_card_is_model_error(tmp_path: Path) -> None:

@@ -91,6 +91,9 @@ class ModelCard:
             raise ModelError(f"{source}: the card has no 'arch' (student architecture name)")
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("arch_kwargs", "metrics", "extra"):
+            if key in kwargs and not isinstance(kwargs[key], dict):
+                raise ModelError(f"{source}: invalid card field ({key} must be a JSON object)")
         try:
             if "input_size" in kwargs:
                 w, h = (int(v) for v in kwargs["input_size"])
@@ -178,7 +181,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{d}: no {WEIGHTS_FILE}; this model folder has a card but no weights")
-    model = create_student(card.arch, **card.arch_kwargs)
+    try:
+        model = create_student(card.arch, **card.arch_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{d / CARD_FILE}: arch_kwargs do not fit architecture {card.arch!r} ({exc})"
+        ) from exc
     try:
         state = load_file(str(weights), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
