@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from okrainsight.checkpoint import (
     CARD_FILE,
@@ -22,7 +23,6 @@ from okrainsight.checkpoint import (
 )
 from okrainsight.errors import ModelError
 
-torch = pytest.importorskip("torch")
 ARCH = "okra_unet_tiny"
 
 

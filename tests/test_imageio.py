@@ -484,6 +484,11 @@ def test_iter_image_files(tmp_path: Path) -> None:
     assert [p.name for p in named] == ["notes.txt", "missing.jpg", "a.png"]
     globbed = iter_image_files([str(tmp_path / "*.png")])
     assert [p.name for p in globbed] == ["a.png"]
+    # a pattern that matches nothing is kept, so the caller reports it as missing
+    assert iter_image_files([str(tmp_path / "*.gif")]) == [tmp_path / "*.gif"]
+    (tmp_path / "clip.MP4").write_bytes(b"x")
+    with_video = [p.name for p in iter_image_files([tmp_path], recursive=False, extensions={".png", ".mp4"})]
+    assert with_video == ["a.png", "clip.MP4"]
 
 
 def add_png_exif_orientation(path: Path, orientation: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _tiny_models import greenness_onnx_dir
 from okrainsight.autoprompt import auto_prompt, okra_prior_mask, propose_from_mask
 from okrainsight.dataset import DatasetLayout, append_manifest, read_manifest, save_prompts
 from okrainsight.errors import ConfigError
@@ -416,32 +417,7 @@ def test_manifest_torn_line_from_other_writer_is_repaired(data: Path) -> None:
 def test_student_model_drives_auto_prompts_and_disagreement_check(tmp_path: Path) -> None:
     """--auto-prompt with --student: points come from the student's mask (recorded as such), and a
     label the student disagrees with is flagged."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    from okrainsight.checkpoint import ModelCard, save_card
-
-    model = tmp_path / "model"
-    model.mkdir()
-    graph = helper.make_graph(
-        [
-            helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
-            helper.make_node("MatMul", ["x", "w"], ["z"]),
-            helper.make_node("Add", ["z", "b"], ["zb"]),
-            helper.make_node("Sigmoid", ["zb"], ["probability"]),
-        ],
-        "greenness",
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 96, 128, 3])],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [1, 96, 128, 1])],
-        initializer=[
-            numpy_helper.from_array(np.array([[-0.1], [0.2], [-0.1]], np.float32), "w"),
-            numpy_helper.from_array(np.array([-4.0], np.float32), "b"),
-        ],
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(model / "model.onnx"))
-    save_card(model, ModelCard(arch="greenness", input_size=(128, 96), threshold=0.5))
+    model = greenness_onnx_dir(tmp_path / "model", (128, 96))
 
     root = tmp_path / "data"
     layout = DatasetLayout(root)

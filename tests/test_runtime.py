@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from _tiny_models import green_detector_dir
 from okrainsight import runtime
 from okrainsight.checkpoint import ModelCard, save_card
 from okrainsight.errors import ConfigError, ModelError
@@ -21,34 +22,10 @@ POD_RGB = (60, 170, 50)
 BACKGROUND_RGB = (235, 232, 228)
 
 
-def _green_detector():
-    """A 1x1-conv 'student' with hand-set weights: logit = 30 * (G - (R + B) / 2 - 0.15) on 0..1 pixels,
-    written in the card's normalised space. Green pods -> ~1, near-white background -> ~0."""
-    import torch
-    from torch import nn
-
-    card = ModelCard(arch="_test_green_runtime", input_size=MODEL_SIZE, name="green-detector")
-    conv = nn.Conv2d(3, 1, 1)
-    k, coef, offset = 30.0, (-0.5, 1.0, -0.5), 0.15
-    with torch.no_grad():
-        for c in range(3):
-            conv.weight[0, c, 0, 0] = k * coef[c] * card.std[c]
-        conv.bias[0] = k * (sum(coef[c] * card.mean[c] for c in range(3)) - offset)
-    return conv.eval(), card
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    import torch
-
-    from okrainsight.export import export_onnx
-
-    torch.set_num_threads(1)
-    model, card = _green_detector()
-    d = tmp_path_factory.mktemp("green")
-    export_onnx(model, card, d / "model.onnx")
-    save_card(d, card)
-    return d
+    """A model folder whose network calls saturated green 'okra' (logit = 30 * (G - (R + B) / 2 - 0.15))."""
+    return green_detector_dir(tmp_path_factory.mktemp("green"), arch="_test_green_runtime", size=MODEL_SIZE)
 
 
 def _photo(size=(256, 192), pods=(((80, 96), (50, 14), 10), ((190, 100), (45, 12), -30))) -> np.ndarray:

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from okrainsight.checkpoint import ModelCard, save_card
+from _tiny_models import green_detector_dir
 from okrainsight.imageio import read_image, read_mask, write_image
 from okrainsight.segment import expand_inputs, failed_count, segment_inputs, unique_names
+from okrainsight.synth import render_scene
 
 MODEL_SIZE = (64, 48)
 POD_RGB = (60, 170, 50)
@@ -28,23 +29,7 @@ OKRA = Path(sys.executable).parent / "okra"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A model folder whose network calls saturated green 'okra' (a hand-set 1x1 convolution)."""
-    import torch
-    from torch import nn
-
-    from okrainsight.export import export_onnx
-
-    torch.set_num_threads(1)
-    card = ModelCard(arch="_test_green_segment", input_size=MODEL_SIZE, name="green-detector")
-    conv = nn.Conv2d(3, 1, 1)
-    k, coef, offset = 30.0, (-0.5, 1.0, -0.5), 0.15
-    with torch.no_grad():
-        for c in range(3):
-            conv.weight[0, c, 0, 0] = k * coef[c] * card.std[c]
-        conv.bias[0] = k * (sum(coef[c] * card.mean[c] for c in range(3)) - offset)
-    d = tmp_path_factory.mktemp("model")
-    export_onnx(conv.eval(), card, d / "model.onnx")
-    save_card(d, card)
-    return d
+    return green_detector_dir(tmp_path_factory.mktemp("model"), arch="_test_green_segment", size=MODEL_SIZE)
 
 
 def _photo(w: int, h: int, pods: list[tuple[tuple[int, int], tuple[int, int], int]]) -> np.ndarray:
@@ -69,12 +54,8 @@ def inputs(tmp_path_factory) -> Path:
     (root / "broken.jpg").write_bytes(b"this is not a jpeg")
     # stored 160x100 landscape, EXIF orientation 6: a person sees it 100 wide, 160 high
     Image.fromarray(_photo(160, 100, [((80, 50), (50, 12), 0)])).save(root / "rotated.jpg", exif=_exif(6))
-    try:  # a rendered scene as realistic content (contract only; the test model is a colour rule)
-        from okrainsight.synth import render_scene
-
-        write_image(root / "scene.png", render_scene(3, size=(128, 96), kind="white").image)
-    except ImportError:
-        write_image(root / "scene.png", _photo(128, 96, [((64, 48), (30, 8), 30)]))
+    # a rendered scene as realistic content (contract only; the test model is a colour rule)
+    write_image(root / "scene.png", render_scene(3, size=(128, 96), kind="white").image)
     writer = cv2.VideoWriter(str(root / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
     assert writer.isOpened()
     for i in range(6):
@@ -208,6 +189,7 @@ def test_cli_segment_exit_codes_and_one_line_errors(model_dir, inputs, tmp_path)
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("okra: error:")]
     assert len(errors) == 1 and "broken.jpg" in errors[0]
+    assert [line for line in proc.stderr.splitlines() if "broken.jpg" in line] == errors  # said once
     assert "1 of 2 inputs segmented" in proc.stdout
     assert (out / "masks" / "photo.png").is_file()
 
@@ -221,6 +203,15 @@ def test_cli_segment_exit_codes_and_one_line_errors(model_dir, inputs, tmp_path)
     assert bad_model.stderr.strip().splitlines() == [
         line for line in bad_model.stderr.strip().splitlines() if "no built-in model named 'nope'" in line
     ]
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unwritable = _okra(
+        "segment", str(inputs / "empty.png"), "--out", str(blocker / "out"), "--model", str(model_dir)
+    )
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr, unwritable.stderr
+    (line,) = unwritable.stderr.strip().splitlines()
+    assert line.startswith(f"okra: error: {blocker / 'out'}") and line.endswith(": Not a directory")
 
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     cam = _okra("segment", "--source", "0", "--model", str(model_dir), env=env)

@@ -125,16 +125,15 @@ def test_checkpoint_round_trip_gives_identical_outputs(name: str, tmp_path: Path
 
 @pytest.mark.parametrize("name", FAST)
 def test_fast_students_export_to_onnx_opset17_with_parity(name: str, tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    import onnx
+    import onnxruntime as ort
+
     model = _build(name).eval()
     x = torch.randn(1, 3, 96, 128)
     path = tmp_path / "m.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), str(path), opset_version=17, dynamo=False, input_names=["x"])
-    import onnx
-
     assert onnx.load(str(path)).opset_import[0].version == 17
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": x.numpy()})[0]

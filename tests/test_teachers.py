@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from _tiny_models import greenness_onnx_dir
 from okrainsight.errors import ConfigError, ModelError
 from okrainsight.teachers import TeacherResult, create_teacher, list_teachers, mask_iou
 from okrainsight.teachers.sam import KnownCheckpoint, SamTeacher, load_sam, verify_checkpoint
 
 torch.set_num_threads(1)
 
-sa = pytest.importorskip("segment_anything")
+import segment_anything as sa  # noqa: E402 - a `label` extra dependency: fail, never skip, when missing
 from segment_anything import SamPredictor  # noqa: E402
 from segment_anything.modeling import (  # noqa: E402
     ImageEncoderViT,
@@ -269,41 +270,10 @@ def test_grabcut_negative_point_and_box_are_respected() -> None:
 # ----------------------------------------------------------------------------------
 
 
-def _greenness_model(folder: Path, size: tuple[int, int]) -> Path:
-    """A real ONNX model folder whose 'network' says okra where a pixel is green: uint8 image in,
-    probability out, as the exporter writes them."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    from okrainsight.checkpoint import ModelCard, save_card
-
-    w, h = size
-    weights = numpy_helper.from_array(np.array([[-0.1], [0.2], [-0.1]], np.float32), "w")
-    bias = numpy_helper.from_array(np.array([-4.0], np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
-            helper.make_node("MatMul", ["x", "w"], ["z"]),
-            helper.make_node("Add", ["z", "b"], ["zb"]),
-            helper.make_node("Sigmoid", ["zb"], ["probability"]),
-        ],
-        "greenness",
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, h, w, 3])],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [1, h, w, 1])],
-        initializer=[weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    folder.mkdir(parents=True)
-    onnx.save(model, str(folder / "model.onnx"))
-    save_card(folder, ModelCard(arch="greenness", input_size=(w, h), threshold=0.5))
-    return folder
-
-
 def test_student_teacher_selects_the_clicked_pod(tmp_path: Path) -> None:
     from okrainsight.teachers.student import load_student_mask_fn
 
-    model = _greenness_model(tmp_path / "m", (64, 48))
+    model = greenness_onnx_dir(tmp_path / "m", (64, 48))
     img = np.full((96, 128, 3), 235, np.uint8)
     img[20:30, 10:60] = (60, 170, 50)  # pod A
     img[60:70, 70:120] = (60, 170, 50)  # pod B
@@ -328,7 +298,7 @@ def test_teacher_contract(name: str, tmp_path: Path) -> None:
     if name == "sam":
         kwargs = {"model": tiny_sam(0)}
     elif name == "student":
-        kwargs = {"model": str(_greenness_model(tmp_path / "m", (64, 48)))}
+        kwargs = {"model": str(greenness_onnx_dir(tmp_path / "m", (64, 48)))}
     teacher = create_teacher(name, **kwargs)
     img = np.full((90, 120, 3), 235, np.uint8)
     img[30:45, 15:100] = (60, 170, 50)

@@ -36,6 +36,18 @@ console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def _verb_group(name: str, help_text: str) -> typer.Typer:
+    """A sub-command group of ``okra`` (``okra NAME VERB``) with the house help settings."""
+    group = typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.add_typer(group, name=name)
+    return group
+
+
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"okrainsight {__version__}")
@@ -100,16 +112,13 @@ def convert_cmd(
         raise typer.Exit(1)
 
 
-dataset_app = typer.Typer(
-    help=(
+dataset_app = _verb_group(
+    "dataset",
+    (
         "Check a dataset folder for defects and split it into train/val/test grouped by okra.\n\n"
         "Example:  okra dataset check data/okra && okra dataset split data/okra --val 0.1 --test 0.1"
     ),
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(dataset_app, name="dataset")
 
 
 @dataset_app.command("check")
@@ -334,16 +343,13 @@ def label_cmd(
         raise typer.Exit(1)
 
 
-interop_app = typer.Typer(
-    help=(
+interop_app = _verb_group(
+    "interop",
+    (
         "Move masks between OkraInsight datasets and LabelMe, COCO (RLE) and YOLO segmentation.\n\n"
         "Example:  okra interop to-coco data/okra --out okra_coco.json"
     ),
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(interop_app, name="interop")
 
 
 def _interop_done(report: object, what: str) -> None:
@@ -708,16 +714,13 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
-grade_app = typer.Typer(
-    help=(
+grade_app = _verb_group(
+    "grade",
+    (
         "The tip-break verdict: train and evaluate the tender/tough grader on labelled photos.\n\n"
         "Example:  okra grade train photos/ --out runs/grader --model default"
     ),
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(grade_app, name="grade")
 
 
 @grade_app.command("train")
@@ -961,7 +964,8 @@ def pipeline_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app (click's standalone mode sets the exit code), turning
-    :class:`OkraError` into a one-line message on stderr and exit code 2."""
+    :class:`OkraError` and :class:`OSError` (unwritable output and the like) into a one-line
+    message on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
@@ -970,6 +974,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         err_console.print(f"okra: error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:  # an output folder that cannot be made, a full disk, no permission
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"okra: error: {where}{exc.strerror or exc}", markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("okra: interrupted")

@@ -95,13 +95,16 @@ def _wrapper_class() -> type:
             self.register_buffer("std", std, persistent=False)
             self.threshold = float(card.threshold)
 
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-            x = (x - self.mean) / self.std
-            out = self.model(x)
+        def probability(self, x: torch.Tensor) -> torch.Tensor:
+            """float ``(N, 3, H, W)`` RGB in 0..1 -> probability ``(N, 1, H, W)`` float32 in 0..1
+            (the card's mean/std, the student and the sigmoid; shared by every wrapper)."""
+            out = self.model((x - self.mean) / self.std)
             if isinstance(out, dict):  # torchvision segmentation models (decided at trace time)
                 out = out["out"]
-            probability = torch.sigmoid(out)
+            return torch.sigmoid(out)
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            probability = self.probability(image.permute(0, 3, 1, 2).to(torch.float32) / 255.0)
             mask = (probability >= self.threshold).to(torch.uint8) * 255
             return probability, mask
 
@@ -559,26 +562,12 @@ MAX_CALIBRATION_IMAGES = 64
 @functools.cache
 def _coreml_wrapper_class() -> type:
     import torch
-    from torch import nn
 
-    class CoreMLWrapper(nn.Module):
+    class CoreMLWrapper(_wrapper_class()):
         """float ``(1, 3, H, W)`` RGB 0..255 (a Core ML ``ImageType``) -> (probability, mask 0/255)."""
 
-        def __init__(self, model: nn.Module, card: ModelCard) -> None:
-            super().__init__()
-            self.model = model
-            mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
-            std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
-            self.register_buffer("mean", mean, persistent=False)
-            self.register_buffer("std", std, persistent=False)
-            self.threshold = float(card.threshold)
-
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = (image / 255.0 - self.mean) / self.std
-            out = self.model(x)
-            if isinstance(out, dict):
-                out = out["out"]
-            probability = torch.sigmoid(out)
+            probability = self.probability(image / 255.0)
             mask = (probability >= self.threshold).to(torch.float32) * 255.0
             return probability, mask
 

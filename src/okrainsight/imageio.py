@@ -345,17 +345,25 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def iter_image_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> list[Path]:
-    """Expand files, folders and glob patterns into a sorted, de-duplicated list of image paths.
+def iter_image_files(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+) -> list[Path]:
+    """Expand files, folders and glob patterns into a de-duplicated list of paths, in the given
+    order (sorted within a folder or a pattern).
 
-    Folders are walked (recursively by default) for files with an image extension;
+    Folders are walked (recursively by default) for files whose lower-case extension is in
+    ``extensions`` (default :data:`IMAGE_EXTENSIONS`; ``okra segment`` adds video extensions);
     hidden files and folders are skipped. A file named directly is kept whatever its
     extension, so that reading it reports the problem. A pattern with ``*``, ``?`` or
-    ``[`` is expanded with :mod:`glob`. A name that matches nothing is kept too, so
-    the caller reports it as missing.
+    ``[`` is expanded with :mod:`glob`. A name or pattern that matches nothing is kept too,
+    so the caller reports it as missing.
     """
     import glob
 
+    wanted = IMAGE_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
     out: list[Path] = []
     seen: set[Path] = set()
 
@@ -374,16 +382,15 @@ def iter_image_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: boo
                 q
                 for q in walker
                 if q.is_file()
-                and is_image_file(q)
+                and q.suffix.lower() in wanted
                 and not any(part.startswith(".") for part in q.relative_to(p).parts)
             )
             for q in found:
                 add(q)
         elif any(ch in s for ch in "*?[") and not p.exists():
-            for m in sorted(glob.glob(s, recursive=True)):
-                mp = Path(m)
-                if mp.is_file():
-                    add(mp)
+            files = [Path(m) for m in sorted(glob.glob(s, recursive=True)) if Path(m).is_file()]
+            for mp in files or [p]:
+                add(mp)
         else:
             add(p)
     return out

@@ -57,6 +57,18 @@ class InterchangeReport:
         return not self.failed
 
 
+def _write_imported_mask(
+    layout: DatasetLayout, stem: str, mask: np.ndarray, *, source: str, file: str
+) -> None:
+    """Write an imported ``(H, W)`` bool mask atomically, then its ``import`` manifest record."""
+    write_mask(layout.mask_path(stem), mask)
+    append_manifest(
+        layout.manifest_path,
+        {"kind": "import", "stem": stem, "source": source, "file": file, "time": _now(),
+         "version": __version__, "mask_area": round(float(mask.mean()), 6)},
+    )  # fmt: skip
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
@@ -154,12 +166,7 @@ def import_labelme(
                     f"{jf}: drawn on a {doc_w}x{doc_h} image but {target.name} is {img_w}x{img_h}"
                 )
             mask = labelme_to_mask(doc, (img_w, img_h), labels)
-            write_mask(layout.mask_path(stem), mask)
-            append_manifest(
-                layout.manifest_path,
-                {"kind": "import", "stem": stem, "source": "labelme", "file": jf.name, "time": _now(),
-                 "version": __version__, "mask_area": round(float(mask.mean()), 6)},
-            )  # fmt: skip
+            _write_imported_mask(layout, stem, mask, source="labelme", file=jf.name)
             report.written.append(stem)
         except (OkraError, OSError, ValueError) as exc:
             report.failed.append((jf.name, str(exc)))
@@ -305,12 +312,7 @@ def import_coco(
             mask = np.zeros((h, w), bool)
             for ann in by_image.get(info["id"], []):
                 mask |= _ann_to_mask(mu, ann["segmentation"], h, w)
-            write_mask(layout.mask_path(stem), mask)
-            append_manifest(
-                layout.manifest_path,
-                {"kind": "import", "stem": stem, "source": "coco", "file": src_p.name, "time": _now(),
-                 "version": __version__, "mask_area": round(float(mask.mean()), 6)},
-            )  # fmt: skip
+            _write_imported_mask(layout, stem, mask, source="coco", file=src_p.name)
             report.written.append(stem)
         except (OkraError, OSError, ValueError, KeyError) as exc:
             report.failed.append((stem, str(exc)))

@@ -359,11 +359,11 @@ def label_dataset(
             )
         except OkraError as exc:
             report.failed.append((p.stem, str(exc)))
-            log.warning("%s", exc)
+            log.info("%s", exc)  # recorded in report.failed; the CLI prints it once
             continue
         except (ValueError, RuntimeError, OSError, cv2.error) as exc:  # a teacher failing on one image
             report.failed.append((p.stem, f"{p.name}: {type(exc).__name__}: {exc}"))
-            log.warning("%s: %s", p.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.info("%s: %s", p.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             continue
         report.labelled.append(p.stem)
         if rec["qc_flags"]:

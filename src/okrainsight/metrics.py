@@ -95,22 +95,30 @@ def confusion(pred: np.ndarray, target: np.ndarray) -> Confusion:
 
 
 def iou(pred: np.ndarray, target: np.ndarray) -> float:
-    """Intersection over union (Jaccard index) in [0, 1]."""
+    """Intersection over union (Jaccard index) in [0, 1].
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
+    """
     return confusion(pred, target).iou()
 
 
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
-    """Dice coefficient (F1 over pixels) in [0, 1]."""
+    """Dice coefficient (F1 over pixels) in [0, 1].
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
+    """
     return confusion(pred, target).dice()
 
 
 def precision(pred: np.ndarray, target: np.ndarray) -> float:
-    """Share of predicted okra pixels that are okra in the reference."""
+    """Share (0..1) of predicted okra pixels that are okra in the reference.
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
+    """
     return confusion(pred, target).precision()
 
 
 def recall(pred: np.ndarray, target: np.ndarray) -> float:
-    """Share of reference okra pixels the prediction found."""
+    """Share (0..1) of reference okra pixels the prediction found.
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
+    """
     return confusion(pred, target).recall()
 
 
@@ -135,6 +143,7 @@ def boundary_f_score(pred: np.ndarray, target: np.ndarray, tolerance: int = 2) -
     Boundary precision is the share of predicted boundary pixels lying within
     ``tolerance`` of a reference boundary pixel; boundary recall the converse.
     Both masks empty gives 1.0; exactly one empty gives 0.0.
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
     """
     if tolerance < 0:
         raise ValueError("tolerance must be >= 0 pixels")
@@ -156,7 +165,10 @@ def boundary_f_score(pred: np.ndarray, target: np.ndarray, tolerance: int = 2) -
 
 
 def score_masks(pred: np.ndarray, target: np.ndarray, tolerance: int = 2) -> dict[str, float]:
-    """All metrics of one image: ``iou, dice, precision, recall, boundary_f, pred_fraction``."""
+    """All metrics of one image: ``iou, dice, precision, recall, boundary_f, pred_fraction`` (each
+    0..1).
+    ``pred`` and ``target`` are ``(H, W)`` masks of one shape (bool or uint8; non-zero = okra).
+    """
     c = confusion(pred, target)
     return {
         "iou": c.iou(),

@@ -128,7 +128,7 @@ def okra_found(result: Segmentation | list[Pod]) -> bool:
 
 
 def okra_fraction(mask: np.ndarray) -> float:
-    """Share of pixels called okra, 0..1 (``mask`` bool or 0/255)."""
+    """Share of pixels called okra, 0..1 (``mask`` ``(H, W)``, bool or uint8 0/255)."""
     m = np.asarray(mask)
     if m.size == 0:
         return 0.0
@@ -192,7 +192,8 @@ def _path_length(steps: np.ndarray, end: tuple[int, int], every: int = 4) -> flo
 
 
 def pod_length(mask: np.ndarray, *, max_side: int = 160) -> float:
-    """Tip-to-tip length of one pod's mask, in pixels of ``mask``: the geodesic diameter
+    """Tip-to-tip length of one pod's ``(H, W)`` mask (bool or 0/255; non-zero = pod), in pixels of
+    ``mask``: the geodesic diameter
     (the longest shortest path inside the mask), measured along that path.
 
     The end points are found by two breadth-first sweeps (farthest pixel from any pixel,

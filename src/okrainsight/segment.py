@@ -25,7 +25,6 @@ the batch goes on; :func:`failed_count` tells the caller to exit non-zero.
 from __future__ import annotations
 
 import contextlib
-import glob
 import html
 import json
 import logging
@@ -43,6 +42,7 @@ from okrainsight.errors import ConfigError, ImageReadError, OkraError
 from okrainsight.imageio import (
     IMAGE_EXTENSIONS,
     atomic_write_text,
+    iter_image_files,
     read_image,
     write_image,
     write_mask,
@@ -73,34 +73,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
     A name that matches nothing is kept so that processing it records "no such file".
     """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-
-    def add(p: Path) -> None:
-        key = p.resolve() if p.exists() else p
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-
-    for item in inputs:
-        text = os.fspath(item)
-        p = Path(text)
-        if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                rel = q.relative_to(p).parts
-                if q.is_file() and q.suffix.lower() in wanted and not any(s.startswith(".") for s in rel):
-                    add(q)
-        elif any(ch in text for ch in "*?[") and not p.exists():
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            files = [m for m in matches if m.is_file()]
-            if not files:
-                add(p)
-            for m in files:
-                add(m)
-        else:
-            add(p)
-    return out
+    return iter_image_files(inputs, extensions=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def unique_names(paths: Iterable[Path]) -> list[str]:
@@ -394,7 +367,7 @@ def segment_inputs(
         except (OkraError, OSError, ValueError, cv2.error, MemoryError) as exc:
             entry = _empty_entry(path)
             entry["error"] = _error_line(path, exc)
-            log.warning("%s", entry["error"])
+            log.info("%s", entry["error"])  # recorded in results; the CLI prints it once
         entries.append(entry)
     results = {"model": seg.summary(threshold), "images": entries}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from okrainsight.imageio import atomic_write_text
 from okrainsight.server.api import run_limited, server_state
 from okrainsight.server.state import RequestProblem, ServerState, resolve_inside
 
@@ -41,7 +42,7 @@ def _build(state: ServerState) -> Path:
         if not (page.is_file() and stamp.is_file() and stamp.read_text() == key):
             folder.mkdir(parents=True, exist_ok=True)
             build_explorer(data.root, page, thumb_size=256, progress=False)
-            stamp.write_text(key)
+            atomic_write_text(stamp, key)
     return page
 
 

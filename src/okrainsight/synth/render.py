@@ -104,13 +104,18 @@ def _init_worker(backgrounds: list[np.ndarray], negatives: list[np.ndarray]) -> 
 
 def _render_one(
     job: tuple[int, int, tuple[int, int], float, tuple[str, ...] | None, bool, float],
+    backgrounds: list[np.ndarray] | None = None,
+    negatives: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Render image ``index`` and encode its files (runs in a worker)."""
+    """Render image ``index`` and encode its files. In a pool worker the photos come from the
+    worker state :func:`_init_worker` set; a serial caller passes them (no module state touched)."""
     index, seed, size, neg_fraction, kinds, include_stem, bg_fraction = job
     s = image_seed(seed, index)
     rng = np.random.default_rng([s, 1])
-    backgrounds: list[np.ndarray] = _WORKER.get("backgrounds", [])
-    negatives: list[np.ndarray] = _WORKER.get("negatives", [])
+    if backgrounds is None:
+        backgrounds = _WORKER.get("backgrounds", [])
+    if negatives is None:
+        negatives = _WORKER.get("negatives", [])
     kind: str | None = None
     if kinds:
         kind = kinds[int(rng.integers(0, len(kinds)))]
@@ -268,12 +273,8 @@ def render_dataset(
 
     try:
         if nworkers == 1 or len(jobs) <= 1:
-            _init_worker(bgs, negs)
-            try:
-                for job in jobs:
-                    write(_render_one(job))
-            finally:
-                _WORKER.clear()
+            for job in jobs:
+                write(_render_one(job, bgs, negs))
         else:
             # Fresh worker processes (forkserver/spawn), not fork: forking a process whose OpenCV
             # thread pool has run (loading the photos) can deadlock the children.
