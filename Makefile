@@ -30,10 +30,18 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO_OUT)
-	$(BIN)/okra synth $(DEMO_OUT)/dataset --n 24 --seed 0 --size 512x384
-	$(BIN)/okra dataset check $(DEMO_OUT)/dataset
-	$(BIN)/okra explore $(DEMO_OUT)/dataset --out $(DEMO_OUT)/report.html
-	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser."
+	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
+	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
+
+# The built-in default model, reproducibly: render the data (tools/prepare_default_data.py),
+# train (configs/default.yaml), install into src/okrainsight/models/default (fp16 weights + ONNX).
+DEFAULT_DATA ?= data/default
+DEFAULT_RUN ?= runs/default
+.PHONY: train-default
+train-default: $(STAMP)
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA) --n 4000 --seed 1 --size 384x288
+	$(BIN)/okra train $(DEFAULT_DATA) --out $(DEFAULT_RUN) --config configs/default.yaml
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN) --recipe $(DEFAULT_DATA)/recipe.json
 
 # Front-end runtime for okra serve: onnxruntime-web from npm (web/package-lock.json), copied into the
 # package's static files; nothing is fetched from a CDN at run time.
@@ -60,12 +68,12 @@ test: $(STAMP) web-assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench tools
+	$(BIN)/ruff format src tests bench tools
 
 # The built-in tip-break grader (demonstration only; see docs/grading.md), reproducible from seed 0.
 GRADER_DIR := src/okrainsight/models/grader-default

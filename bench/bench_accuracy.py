@@ -1,0 +1,149 @@
+"""Accuracy of segmentation models on rendered and real photographs (issue 4, item 7).
+
+For each model (a model folder with ``card.json`` + ``model.onnx``, or a built-in name),
+run through the torch-free runtime exactly as ``okra segment`` does, and report:
+
+* **synthetic IoU**: pixel IoU over a rendered test set (``render_scene`` seeds that the
+  training data never used), plus the share of okra pixels on its distractor-only scenes;
+* **real white IoU**: per-image IoU on the white-background photographs of
+  ``../shared/data/real-okra`` that have masks (approximate masks, see its README);
+* **real negatives**: the share of pixels called okra on the real green vegetables of
+  ``../shared/data/real-negatives`` (mean and worst image), split into the odd-numbered
+  files (seen as backgrounds/negatives by the default model's training data) and the
+  even-numbered ones (never seen);
+* **real piles and plant**: the share of pixels called okra (no masks exist; look at the
+  overlays written with ``--overlays DIR``).
+
+The real folders are read in place when they exist and are never copied.
+
+Usage::
+
+    .venv/bin/python bench/bench_accuracy.py --models default runs/other-model --n 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from okrainsight.imageio import read_image, read_mask, write_image
+from okrainsight.metrics import confusion
+from okrainsight.runtime import Segmenter
+from okrainsight.synth import render_scene
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Tint okra pixels magenta: (H, W, 3) uint8 in, (H, W, 3) uint8 out."""
+    out = image.astype(np.float32)
+    tint = np.array([255, 0, 255], np.float32)
+    out[mask] = 0.5 * out[mask] + 0.5 * tint
+    return out.astype(np.uint8)
+
+
+def synthetic_scores(seg: Segmenter, n: int, size: tuple[int, int], seed: int) -> dict[str, float]:
+    tp = fp = fn = 0
+    neg_share = []
+    for i in range(n):
+        scene = render_scene(seed + i, size)
+        pred = seg.segment(scene.image).mask
+        gt = scene.mask > 0
+        if not gt.any():
+            neg_share.append(float(pred.mean()))
+            continue
+        c = confusion(pred, gt)
+        tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
+    iou = tp / max(tp + fp + fn, 1)
+    return {"synthetic_iou": iou, "synthetic_negative_share": float(np.mean(neg_share)) if neg_share else 0.0}
+
+
+def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | None) -> dict[str, object]:
+    res: dict[str, object] = {}
+    ious = {}
+    other = {}
+    if okra_dir.is_dir():
+        for img_path in sorted((okra_dir / "images").iterdir()):
+            image = read_image(img_path)
+            pred = seg.segment(image).mask
+            mask_path = okra_dir / "masks" / f"{img_path.stem}.png"
+            if mask_path.exists():
+                gt = read_mask(mask_path) > 0
+                ious[img_path.stem] = confusion(pred, gt).iou
+            else:
+                other[img_path.stem] = float(pred.mean())
+            if overlays is not None:
+                write_image(overlays / f"okra_{img_path.stem}.jpg", overlay(image, pred))
+    res["real_white_iou"] = ious
+    res["real_other_share"] = other
+    shares: dict[str, float] = {}
+    if neg_dir.is_dir():
+        for p in sorted(neg_dir.iterdir()):
+            if p.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+                continue
+            image = read_image(p)
+            pred = seg.segment(image).mask
+            shares[p.name] = float(pred.mean())
+            if overlays is not None:
+                write_image(overlays / f"neg_{p.stem}.jpg", overlay(image, pred))
+    res["negative_share"] = shares
+    return res
+
+
+def _is_odd(name: str) -> bool:
+    m = re.match(r"(\d+)_", name)
+    return bool(m) and int(m.group(1)) % 2 == 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["default"])
+    ap.add_argument("--n", type=int, default=120, help="rendered test scenes")
+    ap.add_argument("--size", default="384x288")
+    ap.add_argument("--seed", type=int, default=900_000, help="first render seed of the test set")
+    ap.add_argument("--real-okra", type=Path, default=HERE.parent / "shared" / "data" / "real-okra")
+    ap.add_argument("--negatives", type=Path, default=HERE.parent / "shared" / "data" / "real-negatives")
+    ap.add_argument("--overlays", type=Path, default=None, help="write overlays of the real photos here")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+
+    cols = [
+        "model", "synthetic IoU", "synthetic negatives: okra share", "real white IoU (mean; per photo)",
+        "real negatives held out: mean / worst", "real negatives seen: mean / worst",
+        "piles, plant: okra share",
+    ]  # fmt: skip
+    print("| " + " | ".join(cols) + " |")
+    print("|---|---:|---:|---|---|---|---|")
+    for spec in args.models:
+        seg = Segmenter.from_path(spec, threads=args.threads)
+        syn = synthetic_scores(seg, args.n, (w, h), args.seed)
+        ov = None
+        if args.overlays is not None:
+            ov = args.overlays / Path(spec).name
+            ov.mkdir(parents=True, exist_ok=True)
+        real = real_scores(seg, args.real_okra, args.negatives, ov)
+        ious = real["real_white_iou"]
+        neg = real["negative_share"]
+        held = [v for k, v in neg.items() if not _is_odd(k)]
+        seen = [v for k, v in neg.items() if _is_odd(k)]
+
+        def fmt(vals: list[float]) -> str:
+            return f"{100 * np.mean(vals):.1f}% / {100 * max(vals):.1f}%" if vals else "n/a"
+
+        per = ", ".join(f"{v:.2f}" for v in ious.values())
+        white = f"{np.mean(list(ious.values())):.3f} ({per})" if ious else "n/a"
+        other = ", ".join(f"{k} {100 * v:.0f}%" for k, v in real["real_other_share"].items())
+        print(f"| `{spec}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
+              f"| {white} | {fmt(held)} | {fmt(seen)} | {other} |")  # fmt: skip
+        for k, v in sorted(neg.items()):
+            print(f"    negative {k}: {100 * v:.2f}% okra", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Install a trained run as the built-in default model (``make train-default`` runs this).
+
+Writes ``src/okrainsight/models/default/``:
+
+* ``model.safetensors``: the weights rounded to float16 (halves the package size; the
+  student computes in float32 after loading, see :func:`okrainsight.checkpoint.load_checkpoint`);
+* ``model.onnx``: exported from exactly those rounded weights with the ONNX export wrapper
+  (uint8 image in, probability and mask out) and checked for parity in ONNX Runtime;
+* ``card.json``: the run's card, named ``okra-default``, with the training recipe.
+
+Usage::
+
+    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from okrainsight.checkpoint import ONNX_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from okrainsight.export import export_onnx
+from okrainsight.runtime import BUILTIN_DIR
+
+MAX_BYTES = 2 * 1024 * 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="training run folder (card.json + model.safetensors)")
+    ap.add_argument("--recipe", type=Path, default=None, help="recipe.json of the training data")
+    ap.add_argument("--name", default="default")
+    args = ap.parse_args()
+
+    model, card = load_checkpoint(args.run)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    card.name = f"okra-{args.name}"
+    if args.recipe is not None and args.recipe.is_file():
+        card.extra["training_data_recipe"] = json.loads(args.recipe.read_text())
+
+    out = BUILTIN_DIR / args.name
+    with tempfile.TemporaryDirectory(dir=BUILTIN_DIR) as tmp:
+        staging = Path(tmp) / args.name
+        save_checkpoint(staging, model.half(), card)
+        model.float()
+        result = export_onnx(model, card, staging / ONNX_FILE)
+        print(f"ONNX parity: {result}")
+        total = sum(f.stat().st_size for f in staging.iterdir())
+        if total > MAX_BYTES:
+            raise SystemExit(f"{staging}: {total:,} bytes, above the 2 MB budget of a built-in model")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    sizes = {f.name: f.stat().st_size for f in sorted(out.iterdir())}
+    print(f"installed {out}: {sizes}")
+    # the float16 weights must load back into the float32 student
+    reloaded, _ = load_checkpoint(out)
+    if next(reloaded.parameters()).dtype != torch.float32:
+        raise SystemExit(f"{out / WEIGHTS_FILE}: float16 weights did not load into a float32 student")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
