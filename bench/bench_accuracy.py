@@ -73,7 +73,7 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
             mask_path = okra_dir / "masks" / f"{img_path.stem}.png"
             if mask_path.exists():
                 gt = read_mask(mask_path) > 0
-                ious[img_path.stem] = confusion(pred, gt).iou
+                ious[img_path.stem] = confusion(pred, gt).iou()
             else:
                 other[img_path.stem] = float(pred.mean())
             if overlays is not None:
