@@ -314,3 +314,20 @@ def test_cli_train_config_with_flag_override(tiny_data: Path, tmp_path: Path) ->
     assert (saved["epochs"], saved["lr"], saved["batch_size"], saved["input_size"]) == (1, 0.01, 16, [64, 64])
     card = json.loads((run / "card.json").read_text())
     assert card["metrics"]["epochs"] == 1 and card["input_size"] == [64, 64]
+
+
+def test_init_from_copies_weights_and_refuses_other_arch(tmp_path: Path) -> None:
+    from okrainsight.checkpoint import ModelCard, save_checkpoint
+    from okrainsight.errors import ConfigError
+    from okrainsight.training import init_weights
+
+    torch.manual_seed(1)
+    donor = TinyNet(8)
+    save_checkpoint(tmp_path / "donor", donor, ModelCard(arch=TINY, arch_kwargs={"width": 8}))
+    fresh = TinyNet(8)
+    assert not torch.equal(fresh.head.weight, donor.head.weight)
+    init_weights(fresh, str(tmp_path / "donor"), TINY)
+    for key, value in donor.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    with pytest.raises(ConfigError, match="init_from holds"):
+        init_weights(TinyNet(8), str(tmp_path / "donor"), "okra_lraspp_small")

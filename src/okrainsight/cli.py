@@ -600,6 +600,9 @@ def train_cmd(
     num_nodes: int | None = typer.Option(None, "--num-nodes", help="Machines for multi-node DDP."),
     precision: str | None = typer.Option(None, "--precision", help="e.g. 32-true, bf16-mixed (auto)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Fine-tune: start from this model folder's weights (same --arch)."
+    ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop after this much time."),
     soft_weight: float | None = typer.Option(None, "--soft-weight", help="Weight of distillation on soft/."),
     negatives: list[Path] | None = typer.Option(
@@ -635,6 +638,7 @@ def train_cmd(
         "num_nodes": num_nodes,
         "precision": precision,
         "resume": resume or None,
+        "init_from": str(init_from) if init_from else None,
         "max_minutes": max_minutes,
         "soft_weight": soft_weight,
         "negatives": [str(n) for n in negatives] if negatives else None,

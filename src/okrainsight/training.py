@@ -96,6 +96,7 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str | None = None
     resume: bool = False
+    init_from: str | None = None
     max_minutes: float | None = None
     patience: int = 10
     seed: int = 0
@@ -504,6 +505,17 @@ def _devices(value: Any) -> Any:
     return value
 
 
+def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
+    """Fine-tune: copy the weights of the model folder ``source`` (same ``arch``) into ``model``."""
+    from okrainsight.checkpoint import load_checkpoint
+
+    donor, card = load_checkpoint(source)
+    if card.arch != arch:
+        raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
+    model.load_state_dict(donor.state_dict())
+    log.info("initialised %s from %s", arch, source)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train ``cfg.arch`` on ``cfg.data``; write the run folder ``cfg.out`` (module doc) and return it."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -544,6 +556,8 @@ def train(cfg: TrainConfig) -> Path:
     }
     optim = {k: getattr(cfg, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "poly_power")}
     module = SegmentationModule(cfg.arch, dict(cfg.arch_kwargs), loss, optim, cfg.threshold)
+    if cfg.init_from and not cfg.resume:
+        init_weights(module.model, cfg.init_from, cfg.arch)
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
