@@ -34,14 +34,16 @@ demo: $(STAMP)
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
 # The built-in default model, reproducibly: render the data (tools/prepare_default_data.py),
-# train (configs/default.yaml), install into src/okrainsight/models/default (fp16 weights + ONNX).
+# train (configs/default.yaml, then configs/default-finetune.yaml from those weights), install into src/okrainsight/models/default (fp16 weights + ONNX).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 .PHONY: train-default
 train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA) --n 4000 --seed 1 --size 384x288
 	$(BIN)/okra train $(DEFAULT_DATA) --out $(DEFAULT_RUN) --config configs/default.yaml
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN) --recipe $(DEFAULT_DATA)/recipe.json
+	$(BIN)/okra train $(DEFAULT_DATA) --out $(DEFAULT_RUN)-ft --config configs/default-finetune.yaml \
+		--init-from $(DEFAULT_RUN)
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-ft --recipe $(DEFAULT_DATA)/recipe.json
 
 # Front-end runtime for okra serve: onnxruntime-web from npm (web/package-lock.json), copied into the
 # package's static files; nothing is fetched from a CDN at run time.
