@@ -46,12 +46,17 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def okra_mask(seg: Segmenter, image: np.ndarray) -> np.ndarray:
+    """``seg.segment(image).mask`` without finding pods (unused here): probability >= threshold."""
+    return seg.predict_probability(image) >= seg.threshold
+
+
 def synthetic_scores(seg: Segmenter, n: int, size: tuple[int, int], seed: int) -> dict[str, float]:
     tp = fp = fn = 0
     neg_share = []
     for i in range(n):
         scene = render_scene(seed + i, size)
-        pred = seg.segment(scene.image).mask
+        pred = okra_mask(seg, scene.image)
         gt = scene.mask > 0
         if not gt.any():
             neg_share.append(float(pred.mean()))
@@ -69,7 +74,7 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
     if okra_dir.is_dir():
         for img_path in sorted((okra_dir / "images").iterdir()):
             image = read_image(img_path)
-            pred = seg.segment(image).mask
+            pred = okra_mask(seg, image)
             mask_path = okra_dir / "masks" / f"{img_path.stem}.png"
             if mask_path.exists():
                 gt = read_mask(mask_path) > 0
@@ -86,7 +91,7 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
             if p.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
                 continue
             image = read_image(p)
-            pred = seg.segment(image).mask
+            pred = okra_mask(seg, image)
             shares[p.name] = float(pred.mean())
             if overlays is not None:
                 write_image(overlays / f"neg_{p.stem}.jpg", overlay(image, pred))

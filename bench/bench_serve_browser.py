@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -24,23 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def write_y4m(path: Path, image: np.ndarray, frames: int = 30) -> None:
-    """YUV4MPEG2 (C420, BT.601 limited range) of ``image`` repeated ``frames`` times at 30 fps."""
-    rgb = image.astype(np.float64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
-    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
-    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
-    h, w = y.shape
-    planes = [y] + [c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for c in (u, v)]
-    payload = b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
-    with open(path, "wb") as fh:
-        fh.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            fh.write(b"FRAME\n" + payload)
+#: The browser tests' helpers (fake-camera video, free port) are reused, not copied.
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def main() -> int:
@@ -63,6 +47,9 @@ def main() -> int:
     from okrainsight.students import create_student
     from okrainsight.synth import render_scene
 
+    sys.path.insert(0, str(TESTS))
+    from test_server_browser import free_port, write_y4m
+
     chromium = shutil.which("chromium")
     if chromium is None:
         print("chromium is missing: apt-get install chromium", file=sys.stderr)
@@ -78,9 +65,7 @@ def main() -> int:
         params = sum(p.numel() for p in model.parameters()) / 1e6
         write_y4m(root / "cam.y4m", render_scene(0, (cw, ch), kind="white").image)
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(None, model=root / "model"), host="127.0.0.1", port=port, log_level="warning"

@@ -9,12 +9,11 @@ and the distractors (front-most pixels) outlined in cyan, with the kind written 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from okrainsight.imageio import write_image
 from okrainsight.synth import KINDS, render_scene
 
 COLS, ROWS = 6, 4
@@ -60,10 +59,8 @@ def main() -> None:
         tiles.append(tile)
     rows = [np.hstack(tiles[r * COLS : (r + 1) * COLS]) for r in range(ROWS)]
     sheet = np.vstack(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out, optimize=True)
-    print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
+    write_image(args.out, sheet)
+    print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 
 if __name__ == "__main__":

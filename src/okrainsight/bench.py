@@ -160,7 +160,14 @@ def benchmark(
     import torch
     from tqdm import tqdm
 
-    from okrainsight.export import export_model, mask_iou, parity_images, rendered_split, runner_for
+    from okrainsight.export import (
+        _one_line,
+        export_model,
+        mask_iou,
+        parity_images,
+        rendered_split,
+        runner_for,
+    )
 
     bad = [f for f in formats if f not in BENCH_FORMATS]
     if bad:
@@ -207,7 +214,7 @@ def benchmark(
                         if split:
                             row.iou = mask_iou(runner, split)
                 except (OkraError, RuntimeError, ValueError) as exc:
-                    row.error = (" ".join(str(exc).split()) or type(exc).__name__)[:300]
+                    row.error = _one_line(exc)
                     log.warning("benchmark %s %s failed: %s", spec, fmt, row.error)
                 bar.update(1)
     finally:

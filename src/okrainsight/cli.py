@@ -36,6 +36,14 @@ console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def _exit_on_errors(errors: list[str]) -> None:
+    """Print each error as ``okra: error: ...`` on stderr; exit with code 1 when there is any."""
+    for line in errors:
+        err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(1)
+
+
 def _verb_group(name: str, help_text: str) -> typer.Typer:
     """A sub-command group of ``okra`` (``okra NAME VERB``) with the house help settings."""
     group = typer.Typer(
@@ -712,10 +720,7 @@ def eval_cmd(
     if worst:
         console.print("worst: " + ", ".join(f"{r['stem']} ({r['iou']:.3f})" for r in worst), markup=False)
     console.print(f"per-image CSV, summary.json and gallery.png in {res.out}", markup=False)
-    for line in res.errors:
-        err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
-    if res.errors:
-        raise typer.Exit(1)
+    _exit_on_errors(res.errors)
 
 
 grade_app = _verb_group(
@@ -805,10 +810,7 @@ def grade_eval_cmd(
         f"{m['n_without_pod']} photo(s) without a plausible pod",
         markup=False,
     )
-    for e in m["errors"]:
-        err_console.print(f"okra: error: {e}", markup=False, soft_wrap=True)
-    if m["errors"]:
-        raise typer.Exit(1)
+    _exit_on_errors(m["errors"])
 
 
 @grade_app.command("train-synth")
@@ -920,10 +922,7 @@ def benchmark_cmd(
     report = benchmark(names, fmts, size=size, runs=runs, out=out, threads=threads, progress=not no_progress)
     console.print(markdown_table(report.rows), markup=False, soft_wrap=True)
     console.print(f"table, JSON and chart in {out}", markup=False)
-    for line in report.errors:
-        err_console.print(f"okra: error: {line}", markup=False, soft_wrap=True)
-    if report.errors:
-        raise typer.Exit(1)
+    _exit_on_errors(report.errors)
 
 
 @app.command("pipeline")

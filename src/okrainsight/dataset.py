@@ -273,8 +273,8 @@ def load_labels(path: str | os.PathLike[str]) -> dict[str, str]:
 # okra dataset check: every defect, one record each
 # ----------------------------------------------------------------------------------
 
-#: Kinds of :class:`Defect`, in the order the check reports them.
-DEFECT_KINDS = (
+#: Kinds of :class:`Defect` that make training impossible (an image without a usable mask).
+FATAL_DEFECT_KINDS = (
     "duplicate-stem",
     "unreadable-image",
     "missing-mask",
@@ -282,6 +282,11 @@ DEFECT_KINDS = (
     "mask-format",
     "non-binary-mask",
     "size-mismatch",
+)
+
+#: Kinds of :class:`Defect`, in the order the check reports them (the fatal ones first).
+DEFECT_KINDS = (
+    *FATAL_DEFECT_KINDS,
     "orphan-mask",
     "unreadable-soft",
     "soft-size-mismatch",

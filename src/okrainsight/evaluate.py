@@ -239,13 +239,17 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
     paths = {p.stem: p for p in layout.image_paths()}
+
+    def reference_path(stem: str) -> Path:
+        return gt_dir / f"{stem}.png" if gt_dir is not None else layout.mask_path(stem)
+
     for stem in tqdm(stems, desc="okra eval", unit="img", disable=not progress):
         row: dict[str, Any] = {"stem": stem, "error": None}
         try:
             if stem not in paths:
                 raise DatasetError(f"{layout.images_dir}: no image with stem {stem!r}")
             image = read_image(paths[stem])
-            ref_path = (gt_dir / f"{stem}.png") if gt_dir is not None else layout.mask_path(stem)
+            ref_path = reference_path(stem)
             if not ref_path.is_file():
                 raise DatasetError(f"{ref_path}: reference mask missing")
             ref = read_mask(ref_path)
@@ -310,7 +314,7 @@ def evaluate(
         tiles = []
         for r in worst:
             image = read_image(paths[r["stem"]])
-            ref_path = (gt_dir / f"{r['stem']}.png") if gt_dir is not None else layout.mask_path(r["stem"])
+            ref_path = reference_path(r["stem"])
             pred = predict_probability(model, card, image) >= card.threshold
             tiles.append((f"{r['stem']}  IoU {r['iou']:.3f}", image, read_mask(ref_path), pred))
         save_gallery(out_dir / "gallery.png", tiles)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from okrainsight.checkpoint import ONNX_FILE, ModelCard
+from okrainsight.checkpoint import ModelCard
 from okrainsight.errors import MissingDependencyError, ModelError
 from okrainsight.imageio import atomic_write_bytes
 
@@ -381,6 +381,15 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def _embed_card(proto: Any, card: ModelCard, **extra: str) -> None:
+    """Replace an ONNX ``ModelProto``'s metadata with :func:`card_metadata` (plus ``extra``)."""
+    del proto.metadata_props[:]
+    for key, value in {**card_metadata(card), **extra}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "okrainsight"
+
+
 def _torch_onnx_export(
     wrapper: Any,
     example: Any,
@@ -473,9 +482,7 @@ def export_onnx(
         raise ModelError(f"opset {opset} is too old; use 17 or later")
     if exporter not in ("auto", "legacy", "dynamo"):
         raise ModelError(f"unknown exporter {exporter!r}; choose auto, legacy or dynamo")
-    out = Path(out_path)
-    if out.is_dir() or out.suffix.lower() != ".onnx":
-        out = out / ONNX_FILE
+    out = _output_path(out_path, "onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = model.eval()
@@ -506,25 +513,18 @@ def export_onnx(
         if used is None:
             raise ModelError(f"{out}: ONNX export of {card.arch!r} failed ({'; '.join(errors)})")
         proto = onnx.load(str(tmp_path), load_external_data=True)
-        del proto.metadata_props[:]
-        for key, value in card_metadata(card).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        proto.producer_name = "okrainsight"
+        _embed_card(proto, card)
         proto.doc_string = f"OkraInsight {card.name or card.arch}: {INPUT_FORMAT}"
         written_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         data = proto.SerializeToString()
 
-    check_path = out.with_name(f".{out.name}.check")
-    atomic_write_bytes(check_path, data)
-    try:
-        parity = check_parity(
-            torch_runner(wrapper), onnx_runner(check_path), images, min_iou=min_iou, what=str(out)
-        )
-    except BaseException:
-        check_path.unlink(missing_ok=True)
-        raise
-    os.replace(check_path, out)
+    parity = _checked_export(
+        out,
+        lambda tmp: atomic_write_bytes(tmp, data),
+        lambda tmp: check_parity(
+            torch_runner(wrapper), onnx_runner(tmp), images, min_iou=min_iou, what=str(out)
+        ),
+    )
     log.info(
         "exported %s with the %s exporter (opset %s): parity IoU %.4f, max diff %.2e",
         out,
@@ -786,6 +786,34 @@ def _size_of(path: Path) -> int:
     return path.stat().st_size
 
 
+def _export_checked_against_eager(
+    model: Any,
+    card: ModelCard,
+    out: Path,
+    fmt: str,
+    write: Callable[[Path, Any, Any], None],
+    runner: Callable[[Path], Runner],
+    *,
+    parity_n: int,
+    min_iou: float,
+    details: dict[str, Any],
+) -> ExportResult:
+    """The shared body of the TorchScript and ExecuTorch exports.
+
+    ``write(tmp, wrapper, example)`` writes the :class:`ExportWrapper` of ``model`` (traced on
+    the uint8 ``example`` batch) to ``tmp``; ``runner(tmp)`` then runs the written file against
+    the eager wrapper on :func:`parity_images` before it is moved to ``out``.
+    """
+    wrapper = make_wrapper(model.eval(), card)
+    images = parity_images(card.input_size, parity_n)
+
+    def check(tmp: Path) -> ParityReport:
+        return check_parity(torch_runner(wrapper), runner(tmp), images, min_iou=min_iou, what=str(out))
+
+    parity = _checked_export(out, lambda tmp: write(tmp, wrapper, _example(images)), check)
+    return ExportResult(out, fmt, _size_of(out), parity, details)
+
+
 def export_torchscript(
     model: Any,
     card: ModelCard,
@@ -802,29 +830,31 @@ def export_torchscript(
     """
     import torch
 
-    out = _output_path(out_path, "torchscript")
-    wrapper = make_wrapper(model.eval(), card)
-    images = parity_images(card.input_size, parity_n)
     extra = {
         "metadata.json": json.dumps(card_metadata(card), sort_keys=True),
         "card.json": json.dumps(card.to_dict(), sort_keys=True),
     }
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path, wrapper: Any, example: Any) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(wrapper, (_example(images),), check_trace=False)
+            traced = torch.jit.trace(wrapper, (example,), check_trace=False)
             buf = io.BytesIO()
             torch.jit.save(traced, buf, _extra_files=extra)
         atomic_write_bytes(tmp, buf.getvalue())
 
-    def check(tmp: Path) -> ParityReport:
-        return check_parity(
-            torch_runner(wrapper), torchscript_runner(tmp), images, min_iou=min_iou, what=str(out)
-        )
-
-    parity = _checked_export(out, write, check)
-    return ExportResult(out, "torchscript", _size_of(out), parity, {"tracer": "torch.jit.trace"})
+    out = _output_path(out_path, "torchscript")
+    return _export_checked_against_eager(
+        model,
+        card,
+        out,
+        "torchscript",
+        write,
+        torchscript_runner,
+        parity_n=parity_n,
+        min_iou=min_iou,
+        details={"tracer": "torch.jit.trace"},
+    )
 
 
 def export_executorch(
@@ -849,16 +879,14 @@ def export_executorch(
     except ImportError as exc:
         raise MissingDependencyError("executorch", "export") from exc
     out = _output_path(out_path, "executorch")
-    wrapper = make_wrapper(model.eval(), card)
-    images = parity_images(card.input_size, parity_n)
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path, wrapper: Any, example: Any) -> None:
         sink = io.StringIO()
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
                 warnings.simplefilter("ignore")
                 with torch.no_grad():
-                    program = torch.export.export(wrapper, (_example(images),))
+                    program = torch.export.export(wrapper, (example,))
                 edge = to_edge_transform_and_lower(
                     program, partitioner=[XnnpackPartitioner()], constant_methods=card_metadata(card)
                 )
@@ -867,13 +895,17 @@ def export_executorch(
             raise ModelError(f"{out}: ExecuTorch export of {card.arch!r} failed ({_one_line(exc)})") from exc
         atomic_write_bytes(tmp, buffer)
 
-    def check(tmp: Path) -> ParityReport:
-        return check_parity(
-            torch_runner(wrapper), executorch_runner(tmp), images, min_iou=min_iou, what=str(out)
-        )
-
-    parity = _checked_export(out, write, check)
-    return ExportResult(out, "executorch", _size_of(out), parity, {"backend": "XNNPACK"})
+    return _export_checked_against_eager(
+        model,
+        card,
+        out,
+        "executorch",
+        write,
+        executorch_runner,
+        parity_n=parity_n,
+        min_iou=min_iou,
+        details={"backend": "XNNPACK"},
+    )
 
 
 def coreml_metadata(card: ModelCard) -> dict[str, str]:
@@ -1109,11 +1141,7 @@ def _set_onnx_metadata(path: Path, card: ModelCard, precision: str) -> None:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=True)
-    del proto.metadata_props[:]
-    for key, value in {**card_metadata(card), "precision": precision}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "okrainsight"
+    _embed_card(proto, card, precision=precision)
     atomic_write_bytes(path, proto.SerializeToString())
 
 
@@ -1278,7 +1306,7 @@ def export_model(
                 parity_n=parity_n,
                 max_drop_points=max_drop_points,
             )
-        return export_onnx(model, card, _output_path(out_path, "onnx"), parity_n=parity_n, min_iou=min_iou)
+        return export_onnx(model, card, out_path, parity_n=parity_n, min_iou=min_iou)
     if fmt == "coreml":
         return export_coreml(model, card, out_path, fp16=fp16, parity_n=parity_n, min_iou=min_iou)
     if fmt == "executorch":

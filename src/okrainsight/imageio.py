@@ -18,6 +18,7 @@ Conventions
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
@@ -394,3 +395,12 @@ def iter_image_files(
         else:
             add(p)
     return out
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
+    """SHA-256 (hex) of a file, read in chunks: a checkpoint's (or any file's) provenance digest."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

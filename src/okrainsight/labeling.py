@@ -48,8 +48,8 @@ from PIL import Image, PngImagePlugin
 from okrainsight import __version__
 from okrainsight.dataset import DatasetLayout, append_manifest, iter_manifest, load_prompts
 from okrainsight.errors import ConfigError, OkraError
-from okrainsight.imageio import atomic_write_bytes, read_image, write_soft
-from okrainsight.qc import QCThresholds, check_label
+from okrainsight.imageio import atomic_write_bytes, read_image, sha256_file, write_soft
+from okrainsight.qc import QCThresholds, check_label, mask_digest
 from okrainsight.teachers.base import Teacher
 
 log = logging.getLogger(__name__)
@@ -94,19 +94,6 @@ def shard_of(stem: str, n: int) -> int:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_path(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def mask_digest(mask_u8: np.ndarray) -> str:
-    """SHA-256 of a 0/255 ``(H, W)`` uint8 mask's pixels (independent of PNG encoding)."""
-    return sha256_bytes(np.ascontiguousarray(mask_u8, np.uint8).tobytes())
 
 
 def encode_mask_with_record(mask: np.ndarray, record: dict[str, Any]) -> bytes:
@@ -177,7 +164,7 @@ def _state(layout: DatasetLayout, stem: str, known_ids: set[str]) -> tuple[str, 
         return "foreign", None
     if rec.get("soft_sha256"):
         spath = layout.soft_path(stem)
-        if not (spath.exists() and sha256_path(spath) == rec["soft_sha256"]):
+        if not (spath.exists() and sha256_file(spath) == rec["soft_sha256"]):
             return "label", None  # an interrupted --redo replaced the soft map but not the mask yet
     if rec["label_id"] in known_ids:
         return "done", None
@@ -275,7 +262,7 @@ def label_one(
         "stability": round(float(result.stability), 6),
         "mask_area": round(float(result.mask.mean()), 6),
         "mask_sha256": mask_digest(mask_u8),
-        "soft_sha256": sha256_path(spath),
+        "soft_sha256": sha256_file(spath),
         "qc_flags": qc.flags,
         "qc_suspicion": round(qc.suspicion, 4),
         "qc_measures": {k: round(v, 4) for k, v in qc.measures.items()},

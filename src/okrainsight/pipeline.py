@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okrainsight.dataset import DatasetLayout, load_prompts, save_prompts
+from okrainsight.dataset import FATAL_DEFECT_KINDS, DatasetLayout, load_prompts, save_prompts
 from okrainsight.errors import ConfigError, DatasetError
 from okrainsight.imageio import atomic_write_text, iter_image_files
 
@@ -55,16 +55,6 @@ OWNED = ("data", "model", "eval", "stages")
 GT_DIR = "masks_gt"
 UNLABELLED_DIR = "unlabelled"
 TEACHERS = ("grabcut", "sam", "student")
-#: Defect kinds of :func:`okrainsight.dataset.check_dataset` that make training impossible.
-FATAL_DEFECTS = (
-    "duplicate-stem",
-    "unreadable-image",
-    "missing-mask",
-    "unreadable-mask",
-    "mask-format",
-    "non-binary-mask",
-    "size-mismatch",
-)
 
 
 @dataclass
@@ -473,7 +463,7 @@ def _stage_check(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     for d in defects:
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
-    fatal = [d for d in defects if d.kind in FATAL_DEFECTS]
+    fatal = [d for d in defects if d.kind in FATAL_DEFECT_KINDS]
     if fatal:
         raise DatasetError(f"dataset check: {len(fatal)} defect(s), first: {fatal[0].message}")
     return {"defects": len(defects), "by_kind": kinds, "messages": [d.message for d in defects][:20]}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import numpy as np
 
 from okrainsight.dataset import DatasetLayout, append_manifest, iter_manifest
 from okrainsight.imageio import atomic_write_text, read_mask
+from okrainsight.metrics import iou
 
 REVIEW_FILE = "review.csv"
 REVIEW_COLUMNS = ("stem", "suspicion", "flags", "score", "stability", "teacher", "label_id", "accepted")
@@ -89,11 +91,6 @@ def border_share(mask: np.ndarray, band: float) -> float:
     return float((total - inner) / total)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def check_label(
     mask: np.ndarray,
     *,
@@ -123,13 +120,13 @@ def check_label(
         if stability < t.min_stability:
             flag("unstable", (t.min_stability - stability) / max(t.min_stability, 1e-6))
     if candidates is not None and len(candidates) > 1:
-        ious = [_iou(a, b) for a, b in itertools.combinations(candidates, 2)]
+        ious = [iou(a, b) for a, b in itertools.combinations(candidates, 2)]
         worst = min(ious)
         out.measures["candidate_iou"] = worst
         if worst < t.min_candidate_iou:
             flag("candidates_disagree", (t.min_candidate_iou - worst) / t.min_candidate_iou)
     if student_mask is not None:
-        s_iou = _iou(m, np.asarray(student_mask, bool))
+        s_iou = iou(m, student_mask)
         out.measures["student_iou"] = s_iou
         if s_iou < t.min_student_iou:
             flag("student_disagrees", (t.min_student_iou - s_iou) / t.min_student_iou)
@@ -170,11 +167,14 @@ class ReviewRow:
     accepted: bool = False
 
 
-def _mask_digest(path: Path) -> str | None:
-    import hashlib
+def mask_digest(mask_u8: np.ndarray) -> str:
+    """SHA-256 of a 0/255 ``(H, W)`` uint8 mask's pixels (independent of PNG encoding)."""
+    return hashlib.sha256(np.ascontiguousarray(mask_u8, np.uint8).tobytes()).hexdigest()
 
+
+def _mask_file_digest(path: Path) -> str | None:
     try:
-        return hashlib.sha256(read_mask(path).tobytes()).hexdigest()
+        return mask_digest(read_mask(path))
     except Exception:  # a missing or broken mask is a different problem (okra check)
         return None
 
@@ -200,7 +200,7 @@ def review_rows(root: str | os.PathLike[str]) -> list[ReviewRow]:
         if not rec.get("qc_flags") or rec.get("accepted"):
             continue
         digest = rec.get("mask_sha256")
-        if digest and _mask_digest(layout.mask_path(stem)) not in (digest, None):
+        if digest and _mask_file_digest(layout.mask_path(stem)) not in (digest, None):
             continue  # corrected by hand since
         rows.append(
             ReviewRow(

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from okrainsight.dataset import DatasetLayout
+from okrainsight.dataset import DatasetLayout, assign_groups, group_keys, read_split
 from okrainsight.errors import DatasetError
 from okrainsight.imageio import read_image, read_mask
 
@@ -81,18 +81,13 @@ def fallback_split(stems: Sequence[str], fractions: tuple[float, float] = (0.8, 
     return {k: sorted(s for g in gs for s in groups[g]) for k, gs in parts.items()}
 
 
-def split_path(root: str | os.PathLike[str], name: str) -> Path:
-    return Path(root) / "splits" / f"{name}.txt"
-
-
 def read_split_stems(root: str | os.PathLike[str], name: str) -> list[str]:
     """Stems of split ``name`` (``train``, ``val``, ``test`` or ``all``) of the dataset at ``root``.
 
-    Reads ``splits/<name>.txt`` when the dataset has a ``splits/`` folder (via
-    ``okrainsight.dataset.read_split`` when that exists). Without one, the split is made
-    in memory exactly as ``okra dataset split`` would (``group_keys`` + ``assign_groups``,
-    80/10/10, seed 0), or by :func:`fallback_split` where those are missing. Stems listed
-    without an image are dropped with a warning.
+    Reads ``splits/<name>.txt`` (:func:`okrainsight.dataset.read_split`) when the dataset has a
+    ``splits/`` folder. Without one, the split is made in memory exactly as ``okra dataset split``
+    would (``group_keys`` + ``assign_groups``, 80/10/10, seed 0). Stems listed without an image
+    are dropped with a warning.
     """
     layout = DatasetLayout(root).require()
     stems = layout.stems()
@@ -100,29 +95,14 @@ def read_split_stems(root: str | os.PathLike[str], name: str) -> list[str]:
         return stems
     if name not in SPLITS:
         raise DatasetError(f"{root}: unknown split {name!r}; use train, val, test or all")
-    if (Path(root) / "splits").is_dir():
-        from okrainsight import dataset as _ds
-
-        reader = getattr(_ds, "read_split", None)
-        if reader is not None:
-            listed = [str(s) for s in reader(root, name)]
-        else:
-            p = split_path(root, name)
-            if not p.is_file():
-                raise DatasetError(f"{p}: split file missing; run 'okra dataset split {root}'")
-            listed = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        known = set(stems)
-        missing = [s for s in listed if s not in known]
-        if missing:
-            log.warning(
-                "%s: %d stems of split %r have no image (e.g. %s)", root, len(missing), name, missing[0]
-            )
-        return [s for s in listed if s in known]
-    try:  # the project's grouping policy (groups.csv, synth scenes, stem regex) when available
-        from okrainsight.dataset import assign_groups, group_keys
-    except ImportError:
-        return fallback_split(stems)[name]
-    return assign_groups(group_keys(root, stems), (0.8, 0.1, 0.1), seed=0)[name]
+    if not (Path(root) / "splits").is_dir():
+        return assign_groups(group_keys(root, stems), (0.8, 0.1, 0.1), seed=0)[name]
+    listed = [str(s) for s in read_split(root, name)]
+    known = set(stems)
+    missing = [s for s in listed if s not in known]
+    if missing:
+        log.warning("%s: %d stems of split %r have no image (e.g. %s)", root, len(missing), name, missing[0])
+    return [s for s in listed if s in known]
 
 
 @dataclass

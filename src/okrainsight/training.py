@@ -44,7 +44,7 @@ from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 from okrainsight.checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_checkpoint
 from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import ConfigError, DatasetError
-from okrainsight.imageio import atomic_write_text
+from okrainsight.imageio import atomic_write_text, sha256_file
 from okrainsight.losses import LossConfig, SegmentationLoss
 from okrainsight.students import create_student
 from okrainsight.torchdata import AugmentConfig, OkraSegmentationDataset, read_split_stems
@@ -332,14 +332,6 @@ class SegmentationModule(L.LightningModule):
 # ----------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_fingerprint(dataset: OkraSegmentationDataset) -> str:
     """``sha256:<hex>`` over the training items' names, image sizes and mask/soft hashes (module doc)."""
     lines = []
@@ -348,8 +340,8 @@ def data_fingerprint(dataset: OkraSegmentationDataset) -> str:
         if s.mask is None:
             lines.append(f"{s.stem}\t{s.image.name}\t{size}")
             continue
-        soft = _sha256_file(s.soft) if s.soft is not None else "-"
-        lines.append(f"{s.stem}\t{s.image.name}\t{size}\t{_sha256_file(s.mask)}\t{soft}")
+        soft = sha256_file(s.soft) if s.soft is not None else "-"
+        lines.append(f"{s.stem}\t{s.image.name}\t{size}\t{sha256_file(s.mask)}\t{soft}")
     digest = hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
     return f"sha256:{digest}"
 

@@ -157,7 +157,8 @@ async def label(request: Request, prompts: Prompts) -> dict[str, Any]:
 
 def _accept(state: ServerState, p: Prompts) -> dict[str, Any]:
     data = state.require_data()
-    mask, score, _ = _predict(state, p)
+    image_path = state.image_path(p.stem)
+    mask, score = state.label.predict(p.stem, image_path, *_arrays(p))
     mask_path = data.mask_path(p.stem)
     resolve_inside(data.root, str(mask_path.relative_to(data.root)))
     with state.label.write_lock:
@@ -172,7 +173,6 @@ def _accept(state: ServerState, p: Prompts) -> dict[str, Any]:
             "box": None if p.box is None else [float(v) for v in p.box],
         }
         save_prompts(data.prompts_path, prompts)
-        image_path = state.image_path(p.stem)
         pixels = np.where(mask, 255, 0).astype(np.uint8)
         info = state.label.describe()
         record = {

@@ -8,6 +8,7 @@ whole site), the PNG icons, the model (``/model/model.onnx`` + ``/model/card.jso
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import io
 import secrets
@@ -44,8 +45,9 @@ def asset_version(state: ServerState) -> str:
     return h.hexdigest()[:12]
 
 
+@functools.cache
 def make_icon(size: int) -> bytes:
-    """A PNG app icon: a green okra pod on a dark rounded square."""
+    """A PNG app icon: a green okra pod on a dark rounded square (drawn once per size)."""
     img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
     d.rounded_rectangle([0, 0, size - 1, size - 1], radius=size // 6, fill=(24, 40, 28, 255))

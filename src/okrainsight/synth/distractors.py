@@ -135,8 +135,7 @@ def chilli(
         mottle=0.04,
         flat=rng.uniform(0, 0.3),
     )
-    sp = tube_sprite(tube, mat, light, rng, size, "chilli")
-    return sp
+    return tube_sprite(tube, mat, light, rng, size, "chilli")
 
 
 def cucumber(
@@ -214,6 +213,14 @@ def vine(
     return tube_sprite(tube, mat, light, rng, size, "vine")
 
 
+def _dome(cover: np.ndarray, blur: float) -> np.ndarray:
+    """A dome height field over the bool silhouette ``cover``, smoothed by ``blur`` x its inradius."""
+    dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)
+    rmax = max(float(dist.max()), 1.0)
+    height = np.sqrt(np.clip(2 * rmax * dist - dist * dist, 0, None))
+    return cv2.GaussianBlur(height, (0, 0), max(1.0, blur * rmax))
+
+
 def _blob_sprite(
     cover: np.ndarray,
     x0: int,
@@ -235,10 +242,7 @@ def _blob_sprite(
     if cx1 <= cx0 or cy1 <= cy0:
         return None
     if height is None:
-        dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)
-        rmax = max(float(dist.max()), 1.0)
-        height = np.sqrt(np.clip(2 * rmax * dist - dist * dist, 0, None))
-        height = cv2.GaussianBlur(height, (0, 0), max(1.0, 0.12 * rmax))
+        height = _dome(cover, 0.12)
     rgb = shade_height(height, albedo, light, specular, shininess)
     alpha = cv2.GaussianBlur(cover.astype(np.float32), (3, 3), 0.6)
     alpha = np.where(cover, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49))
@@ -377,11 +381,7 @@ def bell_pepper(
         if c < 0.55
         else hsv(rng.choice([0.0, 30.0, 50.0]), 0.9, 0.8)
     )
-    dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)
-    rmax = max(float(dist.max()), 1.0)
-    height = np.sqrt(np.clip(2 * rmax * dist - dist * dist, 0, None))
-    height = cv2.GaussianBlur(height, (0, 0), max(1.0, 0.1 * rmax))
-    sp = _blob_sprite(
+    return _blob_sprite(
         cover,
         x0,
         y0,
@@ -389,12 +389,11 @@ def bell_pepper(
         light,
         size,
         "bell_pepper",
-        height,
+        _dome(cover, 0.1),
         rng.uniform(0.5, 0.9),
         rng.uniform(40, 100),
         R * 0.5,
     )
-    return sp
 
 
 def hand(

@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-#: Parts of a tube, as stored in :attr:`TubeFields.part`.
-PART_BODY, PART_CAP, PART_STEM = 0, 1, 2
-
 
 @dataclass
 class Tube:

@@ -17,7 +17,7 @@ import colorsys
 
 import numpy as np
 
-from okrainsight.synth.geometry import PART_BODY, Tube, centreline, okra_profile
+from okrainsight.synth.geometry import Tube, centreline, okra_profile
 from okrainsight.synth.shading import Light, Material, Sprite, tube_sprite
 
 TENDER_AGE = 0.5
@@ -163,7 +163,6 @@ def render_pod(
     if tilt > 0:
         _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92)
     sprite.info = dict(attrs)
-    sprite.info["part_body"] = PART_BODY
     return sprite
 
 

@@ -31,8 +31,14 @@ import numpy as np
 
 from okrainsight.dataset import DatasetLayout, append_manifest, latest_manifest_by_stem, save_prompts
 from okrainsight.errors import ConfigError, ImageReadError
-from okrainsight.imageio import atomic_output, atomic_write_bytes, encode_png, iter_image_files, read_image
-from okrainsight.synth.scenes import KINDS, RENDERER_VERSION, render_scene
+from okrainsight.imageio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    encode_png,
+    iter_image_files,
+    read_image,
+)
+from okrainsight.synth.scenes import KINDS, RENDERER_VERSION, _photo_background, render_scene
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +91,6 @@ def load_photos(folder: str | os.PathLike[str], what: str) -> tuple[list[np.ndar
 
 def _negative_from_photo(photo: np.ndarray, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """A random crop of a real photograph without okra, resized to ``size`` (uint8)."""
-    from okrainsight.synth.scenes import _photo_background
-
     w, h = size
     img = _photo_background(photo, rng, h, w)
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -141,18 +145,16 @@ def _render_one(
             scene.pods,
             scene.kind,
         )
-    jpg = io.BytesIO()
-    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    ok, jpg = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:  # pragma: no cover - cv2 always encodes uint8 RGB
         raise RuntimeError("JPEG encoding failed")
-    jpg.write(buf.tobytes())
     ok, inst_png = cv2.imencode(".png", instances)
     return {
         "index": index,
         "seed": s,
         "kind": kind_out,
         "pods": pods,
-        "jpg": jpg.getvalue(),
+        "jpg": jpg.tobytes(),
         "mask_png": encode_png(mask),
         "inst_png": inst_png.tobytes(),
     }
@@ -309,9 +311,8 @@ def _write_prompts_and_labels(
         if len(pods) == 1:
             rows.append((stem, "tender" if pods[0]["tender"] else "tough"))
     save_prompts(layout.prompts_path, prompts)
-    with atomic_output(layout.labels_path, "w") as fh:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["stem", "grade"])
-        writer.writerows(rows)
-        fh.write(buf.getvalue())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["stem", "grade"])
+    writer.writerows(rows)
+    atomic_write_text(layout.labels_path, buf.getvalue())

@@ -30,7 +30,7 @@ from okrainsight.synth.distractors import (
 )
 from okrainsight.synth.geometry import Tube
 from okrainsight.synth.pods import hsv, render_pod, sample_pod_attributes
-from okrainsight.synth.shading import Light, Sprite, random_light
+from okrainsight.synth.shading import Light, Sprite, random_light, value_noise
 
 #: Scene kinds and their weight in the random mix (``kind=None``).
 KINDS: dict[str, float] = {
@@ -87,8 +87,7 @@ class Scene:
 
 
 def _lowfreq(rng: np.random.Generator, h: int, w: int, cells: int = 4) -> np.ndarray:
-    small = rng.random((cells, cells)).astype(np.float32)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return value_noise(rng, (cells, cells), (h, w))
 
 
 def _bg_white(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -151,7 +150,7 @@ def _bg_board(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if rng.random() < 0.5:
         return _bg_wood(rng, h, w) * np.float32(rng.uniform(1.0, 1.2))
     col = hsv(rng.uniform(0, 360), rng.uniform(0, 0.4), rng.uniform(0.7, 0.95))
-    img = np.broadcast_to(col, (h, w, 3)).astype(np.float32).copy()
+    img = np.broadcast_to(col, (h, w, 3)).astype(np.float32)
     scratches = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(10, 60))):
         p = rng.uniform(0, 1, 2) * [w, h]
@@ -173,7 +172,7 @@ def _bg_basket(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _bg_foliage(rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
     base = hsv(rng.uniform(70, 130), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.45))
-    img = np.broadcast_to(base, (h, w, 3)).astype(np.float32).copy()
+    img = np.broadcast_to(base, (h, w, 3)).astype(np.float32)
     img *= (0.7 + 0.6 * _lowfreq(rng, h, w, 6))[..., None]
     scale = max(h, w) * rng.uniform(0.25, 0.5)
     for _ in range(int(rng.integers(8, 18))):
@@ -251,7 +250,8 @@ def _compose(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paint ``sprites`` back to front.
 
-    Returns (canvas, instance ids int32, front-most-is-distractor bool).
+    Returns (canvas, instance ids int32, front-most-is-distractor bool). Pod sprites get raw
+    ids 1, 2, ... in the order they appear in ``sprites``.
     """
     canvas = bg.copy()
     H, W = canvas.shape[:2]
@@ -264,16 +264,11 @@ def _compose(
         h, w = sp.cover.shape
         sl = (slice(sp.y0, sp.y0 + h), slice(sp.x0, sp.x0 + w))
         cover = sp.cover[: inst[sl].shape[0], : inst[sl].shape[1]]
+        inst[sl][cover] = 0
+        distr[sl][cover] = sp.okra is None
         if sp.okra is not None:
             pod_id += 1
-            sp.info = dict(sp.info or {}, _raw_id=pod_id)
-            okra = sp.okra[: cover.shape[0], : cover.shape[1]]
-            inst[sl][cover] = 0
-            inst[sl][okra] = pod_id
-            distr[sl][cover] = False
-        else:
-            inst[sl][cover] = 0
-            distr[sl][cover] = True
+            inst[sl][sp.okra[: cover.shape[0], : cover.shape[1]]] = pod_id
     return canvas, inst, distr
 
 
@@ -581,9 +576,8 @@ def _finish(
     raw_sprites = [sp for sp in sprites if sp.okra is not None]
     lut = np.zeros(max(len(raw_sprites), int(inst_raw.max(initial=0))) + 1, np.uint16)
     counts = np.bincount(inst_raw.ravel(), minlength=len(lut))
-    for sp in raw_sprites:
+    for rid, sp in enumerate(raw_sprites, 1):  # raw ids as :func:`_compose` numbered them
         info = sp.info or {}
-        rid = int(info["_raw_id"])
         if counts[rid] == 0 or sp.tube is None:
             continue
         new_id = len(pods) + 1
@@ -595,7 +589,7 @@ def _finish(
         xi, yi = np.floor(pts[:, 0] + 0.5).astype(int), np.floor(pts[:, 1] + 0.5).astype(int)
         ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
         ok[ok] = inst_raw[yi[ok], xi[ok]] == rid
-        full = int(sp.okra.sum()) if sp.okra is not None else 0
+        full = int(sp.okra.sum())
         pods.append(
             {
                 "id": new_id,

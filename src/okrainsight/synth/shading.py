@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from okrainsight.synth.geometry import Tube, TubeFields, smoothstep
+from okrainsight.synth.geometry import Tube, TubeFields, rasterise, smoothstep
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Material:
     wrap: float = 0.0  # wrap-around (soft, translucent) lighting: 0 = hard Lambert, 0.5 = soft
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
+def value_noise(rng: np.random.Generator, shape: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
     """Smooth value noise: random ``shape`` grid resized to ``out`` = (h, w), values about 0..1."""
     small = rng.random(shape).astype(np.float32)
     return cv2.resize(small, (out[1], out[0]), interpolation=cv2.INTER_CUBIC)
@@ -155,19 +155,19 @@ def shade_tube(
         return top * (1 - fs) + bot * fs
 
     if mat.mottle > 0:
-        tex = _noise(rng, (6, 4), (ts, ta))
+        tex = value_noise(rng, (6, 4), (ts, ta))
         albedo *= (1.0 + mat.mottle * (lookup(tex) - 0.5) * 2)[..., None]
     if mat.fibre > 0:
-        streak = _noise(rng, (4, 40), (ts, ta * 3))
+        streak = value_noise(rng, (4, 40), (ts, ta * 3))
         albedo *= (1.0 - mat.fibre * np.abs(lookup(streak) - 0.5) * 1.6)[..., None]
     if mat.stripes > 0:
         sc = np.asarray(mat.stripe_colour if mat.stripe_colour is not None else base * 1.5, np.float32)
-        wob = lookup(_noise(rng, (8, 2), (ts, ta))) * 0.6
+        wob = lookup(value_noise(rng, (8, 2), (ts, ta))) * 0.6
         st = (0.5 + 0.5 * np.cos(mat.stripes * theta * 2 + wob * 3 + mat.ridge_phase)) ** 3
         st *= smoothstep(0.0, 0.35, v) * (1 - smoothstep(0.75, 1.0, v)) * 0.8 + 0.2
         albedo = albedo * (1 - st[..., None] * 0.6) + sc * (st[..., None] * 0.6)
     if mat.blemish > 0:
-        spots = _noise(rng, (14, 8), (ts * 2, ta))
+        spots = value_noise(rng, (14, 8), (ts * 2, ta))
         thresh = 1.0 - 0.3 * mat.blemish
         bl = smoothstep(thresh - 0.04, thresh + 0.08, lookup(spots)) * 0.85
         # Fine blemish dots as well.
@@ -182,7 +182,7 @@ def shade_tube(
     if cap_len > 0 and mat.cap is not None:
         in_cap = (f.s < 0)[..., None]
         cap_col = np.asarray(mat.cap, np.float32)
-        wrinkle = 0.85 + 0.3 * lookup(_noise(rng, (12, 6), (ts, ta)))[..., None]
+        wrinkle = 0.85 + 0.3 * lookup(value_noise(rng, (12, 6), (ts, ta)))[..., None]
         albedo = np.where(in_cap, cap_col * wrinkle, albedo)
         # The scalloped rim of the calyx: a dark line at the junction, lighter just above it.
         rim = np.exp(-(((f.s + 0.6) / 1.1) ** 2))[..., None]
@@ -285,14 +285,12 @@ def tube_sprite(
     lift: float | None = None,
 ) -> Sprite | None:
     """Rasterise and shade ``tube``; None when it is wholly outside the image."""
-    from okrainsight.synth.geometry import rasterise
-
     f = rasterise(tube, image_size)
     if f is None or not f.inside.any():
         return None
     rgb = shade_tube(f, tube, mat, light, rng)
     r = float(tube.r_table.max(initial=1.0))
-    sprite = Sprite(
+    return Sprite(
         x0=f.x0,
         y0=f.y0,
         rgb=f.grid(rgb),
@@ -304,4 +302,3 @@ def tube_sprite(
         tube=tube,
         fields=f,
     )
-    return sprite

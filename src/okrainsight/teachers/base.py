@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from okrainsight.errors import ConfigError, ModelError
+from okrainsight.metrics import iou
 
 
 @dataclass
@@ -109,13 +110,8 @@ def check_prompts(
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks of the same shape (1.0 when both are empty)."""
-    a = np.asarray(a, bool)
-    b = np.asarray(b, bool)
-    union = np.logical_or(a, b).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(a, b).sum() / union)
+    """IoU of two same-shape boolean masks (1.0 when both are empty); see :func:`okrainsight.metrics.iou`."""
+    return iou(a, b)
 
 
 class Teacher(ABC):

@@ -12,7 +12,6 @@ Checkpoints are never downloaded here: the user fetches the official file (see
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from okrainsight.errors import MissingDependencyError, ModelError
+from okrainsight.imageio import sha256_file
 from okrainsight.teachers.base import (
     Teacher,
     TeacherResult,
@@ -66,15 +66,6 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
         "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
     ),
 }
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    """SHA-256 (hex) of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_checkpoint(

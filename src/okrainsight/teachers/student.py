@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from okrainsight.errors import ModelError
+from okrainsight.imageio import sha256_file
 from okrainsight.teachers.base import (
     Teacher,
     TeacherResult,
@@ -73,8 +74,6 @@ class StudentTeacher(Teacher):
         if self.model_path:
             onnx = Path(self.model_path) / "model.onnx"
             if onnx.is_file():
-                from okrainsight.teachers.sam import sha256_file
-
                 sha = sha256_file(onnx)
         return {"name": self.name, "model": self.model_path, "checkpoint_sha256": sha}
 
