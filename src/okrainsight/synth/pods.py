@@ -37,16 +37,18 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
     length = scale * (0.8 + 0.5 * age) * rng.uniform(0.85, 1.15)
     width = length * rng.uniform(0.12, 0.19) * (1 + 0.1 * age)
     variety = "burgundy" if rng.random() < 0.04 else ("deep" if rng.random() < 0.3 else "green")
+    # Market okra is a bright, saturated grass green (photographed: hue 84-94 degrees, saturation
+    # 0.45-0.85, value 0.4-0.65 over the pod); age dulls and yellows it a little.
     if variety == "burgundy":
         hue, sat, val = rng.uniform(335, 355), rng.uniform(0.45, 0.65), rng.uniform(0.3, 0.45)
     elif variety == "deep":
-        hue, sat, val = rng.uniform(95, 125), rng.uniform(0.55, 0.85), rng.uniform(0.35, 0.55)
+        hue, sat, val = rng.uniform(95, 125), rng.uniform(0.6, 0.9), rng.uniform(0.45, 0.65)
     else:
-        hue, sat, val = rng.uniform(72, 105), rng.uniform(0.45, 0.88), rng.uniform(0.48, 0.8)
+        hue, sat, val = rng.uniform(80, 108), rng.uniform(0.5, 0.88), rng.uniform(0.58, 0.88)
     if variety != "burgundy":
-        hue = max(62.0, hue - age * rng.uniform(5, 22))
-    sat *= 1 - 0.3 * age * rng.uniform(0.6, 1.0)
-    val *= 1 - 0.25 * age * rng.uniform(0.5, 1.0)
+        hue = max(68.0, hue - age * rng.uniform(3, 16))
+    sat *= 1 - 0.22 * age * rng.uniform(0.6, 1.0)
+    val *= 1 - 0.15 * age * rng.uniform(0.5, 1.0)
     curvature = rng.normal(0, 0.35) if rng.random() < 0.85 else rng.normal(0, 0.9)
     return {
         "age": age,
@@ -60,7 +62,7 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         "curvature": float(curvature),
         "wiggle": float(rng.normal(0, 0.08)),
         "ridges": int(rng.integers(5, 9)),
-        "ridge_amp": float(rng.uniform(0.03, 0.055) + 0.05 * age * rng.uniform(0.6, 1.0)),
+        "ridge_amp": float(rng.uniform(0.02, 0.045) + 0.04 * age * rng.uniform(0.6, 1.0)),
         "cap_len": float(length * rng.uniform(0.07, 0.12)),
         "stem_len": float(length * (rng.uniform(0.02, 0.09) if rng.random() < 0.75 else 0.0)),
         "cap_base": float(rng.uniform(0.5, 0.8)),
@@ -115,7 +117,7 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         cut=hsv(rng.uniform(45, 70), rng.uniform(0.2, 0.4), rng.uniform(0.7, 0.9)),
         ridges=attrs["ridges"],
         ridge_amp=attrs["ridge_amp"],
-        groove_dark=float(rng.uniform(0.05, 0.15) + 0.2 * age),
+        groove_dark=float(rng.uniform(0.02, 0.1) + 0.12 * age),
         ridge_phase=float(rng.uniform(0, 2 * np.pi)),
         twist=float(rng.normal(0, 0.3)),
         specular=float(rng.uniform(0.05, 0.2)),
@@ -126,7 +128,7 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         blemish=float(max(0.0, age - 0.5) * rng.uniform(0.5, 1.6)),
         browning_tip=float(max(0.0, age - 0.55) * rng.uniform(0.5, 2.0)),
         fibre=float(age * rng.uniform(0.05, 0.3)),
-        wrap=float(rng.uniform(0.15, 0.6)),
+        wrap=float(rng.uniform(0.3, 0.8)),
     )
 
 

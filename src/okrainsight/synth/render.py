@@ -133,7 +133,7 @@ def _render_one(
         kind_out = "real-negative"
     else:
         background = None
-        if backgrounds and rng.random() < bg_fraction and kind not in ("white", "bunch"):
+        if backgrounds and rng.random() < bg_fraction and kind not in ("white", "shop", "bunch"):
             background = backgrounds[int(rng.integers(0, len(backgrounds)))]
             if kind is None:
                 kind = "photo" if rng.random() < 0.8 else "negative"

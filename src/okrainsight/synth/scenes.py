@@ -3,6 +3,7 @@
 :func:`render_scene` is the entry point. Scene kinds (``KINDS``):
 
 * ``white``: the original project's setting: one whole pod on a near-white backdrop, framed whole;
+* ``shop``: 2-5 large pods in a loose row or fan on white, often cut by the frame (close shop photos);
 * ``bunch``: 2-6 pods side by side on white, as in shop photos;
 * ``plate``, ``wood``, ``cloth``, ``paper``, ``board``: 1-8 pods on everyday surfaces;
 * ``pile``: a market pile, 12-30 overlapping pods, many cut by the frame;
@@ -34,8 +35,9 @@ from okrainsight.synth.shading import Light, Sprite, random_light, value_noise
 
 #: Scene kinds and their weight in the random mix (``kind=None``).
 KINDS: dict[str, float] = {
-    "white": 0.11,
-    "bunch": 0.07,
+    "white": 0.06,
+    "shop": 0.08,
+    "bunch": 0.06,
     "plate": 0.06,
     "wood": 0.08,
     "cloth": 0.08,
@@ -51,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-1"
+RENDERER_VERSION = "okrainsight-synth-2"
 
 
 @dataclass
@@ -337,7 +339,7 @@ def _distractors(
 
 
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
-    if kind in ("white", "bunch"):
+    if kind in ("white", "shop", "bunch"):
         return _bg_white(rng, h, w)
     if kind == "paper":
         return _bg_paper(rng, h, w)
@@ -431,10 +433,11 @@ def render_scene(
         bg = _background(kind, rng, h, w, light)
 
     if kind == "white":
+        # The original's setting: one whole pod, framed by the camera.
         sprites = _place_pods(
             rng,
             1,
-            big * rng.uniform(0.45, 0.75),
+            big * rng.uniform(0.45, 0.9),
             (w, h),
             light,
             include_stem,
@@ -443,6 +446,33 @@ def render_scene(
             angle_jitter=0.7,
             whole=True,
         )
+    elif kind == "shop":
+        # Shop photographs: a few large pods in a loose row or fan on white, often cut by the frame.
+        n = int(rng.integers(2, 6))
+        a = float(rng.uniform(-0.5, 0.5) + rng.choice([0.0, np.pi]))
+        perp = np.array([-np.sin(a), np.cos(a)])
+        scale = big * rng.uniform(0.6, 1.05)
+        spacing = scale * rng.uniform(0.14, 0.3)
+        fan = rng.uniform(0.0, 0.5)
+        for i in range(n):
+            k = i - (n - 1) / 2
+            off = k * spacing * rng.uniform(0.85, 1.15)
+            c = (
+                w / 2 + perp[0] * off + rng.normal(0, scale * 0.08),
+                h / 2 + perp[1] * off + rng.normal(0, scale * 0.03),
+            )
+            sprites += _place_pods(
+                rng,
+                1,
+                scale,
+                (w, h),
+                light,
+                include_stem,
+                (c[0], c[1], 1, 1),
+                angle=a + k * fan / max(n - 1, 1),
+                angle_jitter=0.15,
+                tilt_prob=0.15,
+            )
     elif kind == "bunch":
         n = int(rng.integers(2, 7))
         a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
@@ -468,11 +498,12 @@ def render_scene(
         order = rng.permutation(len(items))
         sprites = [items[i] for i in order]
     elif kind == "pile":
-        scale = dim * rng.uniform(0.4, 0.85)
+        scale = dim * rng.uniform(0.4, 1.0)
         a = rng.uniform(-np.pi, np.pi)
-        # Enough pods to cover the frame about once or twice over (pod area ~ 0.1 length^2).
-        cover = rng.uniform(0.7, 1.5)
-        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 12, 30))
+        # Enough pods to cover the frame two to three times over (pod area ~ 0.1 length^2):
+        # market piles show pods to the edges, with little or no background between them.
+        cover = rng.uniform(1.6, 3.0)
+        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 48))
         items = _place_pods(
             rng,
             n,
@@ -484,7 +515,7 @@ def render_scene(
             angle=a,
             angle_jitter=rng.uniform(0.3, np.pi),
             width_boost=rng.uniform(1.0, 1.3),
-            tilt_prob=rng.uniform(0.1, 0.5),
+            tilt_prob=rng.uniform(0.2, 0.6),
         )
         if rng.random() < 0.4:
             items += _distractors(
@@ -492,7 +523,7 @@ def render_scene(
             )
         order = rng.permutation(len(items))
         sprites = [items[i] for i in order]
-        depth = rng.uniform(0.2, 0.5)  # lower layers of the pile get less light
+        depth = rng.uniform(0.1, 0.35)  # lower layers of the pile get less light
         for z, sp in enumerate(sprites):
             sp.lift *= 0.4
             sp.rgb *= np.float32(1.0 - depth * (1.0 - z / max(len(sprites) - 1, 1)))
@@ -594,9 +625,8 @@ def _finish(
             {
                 "id": new_id,
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-                "length_px": round(
-                    float((info["length"] + info["cap_len"]) * np.cos(info.get("tilt", 0.0))), 2
-                ),
+                # ``info`` holds the projected (already foreshortened) length of a tilted pod.
+                "length_px": round(float(info["length"] + info["cap_len"]), 2),
                 "width_px": round(float(info["width"]), 2),
                 "tilt": round(float(info.get("tilt", 0.0)), 4),
                 "curvature": round(float(info["curvature"]), 4),

@@ -51,7 +51,7 @@ def random_light(rng: np.random.Generator) -> Light:
     temp = rng.uniform(-1, 1)  # -1 warm (tungsten) .. +1 cool (shade)
     colour = np.array([1.0 - 0.12 * temp, 1.0, 1.0 + 0.14 * temp])
     colour /= colour.max()
-    return Light(direction=d, colour=colour.astype(np.float32), ambient=float(rng.uniform(0.15, 0.42)))
+    return Light(direction=d, colour=colour.astype(np.float32), ambient=float(rng.uniform(0.22, 0.5)))
 
 
 @dataclass
