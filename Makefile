@@ -34,7 +34,7 @@ demo: $(STAMP)
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
 # The built-in default model, reproducibly: render the data (tools/prepare_default_data.py),
-# train (configs/default.yaml, then configs/default-finetune.yaml from those weights), install into src/okrainsight/models/default (fp16 weights + ONNX).
+# train (configs/default.yaml, then configs/default-finetune.yaml and configs/default-round3.yaml, each from the last weights), install into src/okrainsight/models/default (fp16 weights + ONNX).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 .PHONY: train-default
@@ -43,14 +43,19 @@ train-default: $(STAMP)
 	$(BIN)/okra train $(DEFAULT_DATA) --out $(DEFAULT_RUN) --config configs/default.yaml
 	$(BIN)/okra train $(DEFAULT_DATA) --out $(DEFAULT_RUN)-ft --config configs/default-finetune.yaml \
 		--init-from $(DEFAULT_RUN)
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-ft --recipe $(DEFAULT_DATA)/recipe.json
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r3 --n 5000 --seed 2 --size 384x288
+	$(BIN)/okra train $(DEFAULT_DATA)-r3 --out $(DEFAULT_RUN)-r3 --config configs/default-round3.yaml \
+		--init-from $(DEFAULT_RUN)-ft
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r3 --recipe $(DEFAULT_DATA)-r3/recipe.json
 
-# Front-end runtime for okra serve: onnxruntime-web from npm (web/package-lock.json), copied into the
-# package's static files; nothing is fetched from a CDN at run time.
+# Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
+# (web/package-lock.json), copied into the package's static files; nothing is fetched from a CDN at run time.
 VENDOR := src/okrainsight/server/static/vendor
 ORT_DIST := web/node_modules/onnxruntime-web/dist
 ORT_FILES := ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm \
 	ort.webgpu.min.js ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm
+SWAGGER_DIST := web/node_modules/swagger-ui-dist
+SWAGGER_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png
 
 web-assets: $(VENDOR)/.stamp
 
@@ -58,6 +63,7 @@ $(VENDOR)/.stamp: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund
 	mkdir -p $(VENDOR)
 	cd $(ORT_DIST) && cp $(ORT_FILES) $(CURDIR)/$(VENDOR)/
+	cd $(SWAGGER_DIST) && cp $(SWAGGER_FILES) $(CURDIR)/$(VENDOR)/
 	touch $@
 
 # The whole distillation loop (render, label with grabcut, train, evaluate, export); stages already done
@@ -77,11 +83,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench tools
 	$(BIN)/ruff format src tests bench tools
 
-# The built-in tip-break grader (demonstration only; see docs/grading.md), reproducible from seed 0.
+# The built-in tip-break grader (demonstration only; see docs/grading.md), reproducible from seed 0;
+# --cnn adds the pod-crop CNN (cnn.onnx) that the live page of okra serve runs per pod.
 GRADER_DIR := src/okrainsight/models/grader-default
 
 train-grader: $(STAMP)
-	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 200 --seed 0 --size 256x192
+	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 200 --seed 0 --size 256x192 --cnn
 
 # Mobile export of the built-in default model: ONNX, Core ML, ExecuTorch, TorchScript, each parity-checked.
 EXPORT_MODEL ?= default

@@ -133,6 +133,31 @@ def test_occluded_pods_lose_pixels_and_pods_match_instances() -> None:
     assert occluded > 0
 
 
+def test_length_px_is_the_projected_centreline_length() -> None:
+    """``length_px`` (cap + body as seen in the image) equals the drawn centreline's arc length,
+    also for pods seen cap-first (whose projection is foreshortened exactly once)."""
+    tilted = 0
+    for seed in range(4):
+        s = render_scene(seed, SIZE, "pile")
+        for pod, tube in zip(s.pods, s.tubes, strict=True):
+            pts = tube.point_at(np.linspace(-tube.cap_len, tube.s_end, 400))
+            arc = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+            assert pod["length_px"] == pytest.approx(arc, rel=0.02)
+            tilted += pod["tilt"] > 0
+    assert tilted > 0
+
+
+def test_shop_scenes_show_several_large_pods() -> None:
+    """``shop``: 2-5 large pods on white, the okra covering a good share of the frame."""
+    fractions = []
+    for seed in range(8):
+        s = render_scene(seed, SIZE, "shop")
+        assert 1 <= len(s.pods) <= 5
+        fractions.append((s.mask > 0).mean())
+    assert np.median(fractions) > 0.1
+    assert max(len(render_scene(seed, SIZE, "shop").pods) for seed in range(8)) >= 2
+
+
 def test_distractors_never_enter_the_mask() -> None:
     seen = 0
     for seed in range(12):
