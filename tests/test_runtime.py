@@ -195,3 +195,16 @@ def test_runtime_works_without_torch(model_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"pods": 1, "shape": [120, 160], "batch_pods": 1, "torch": []}
+
+
+def test_pod_length_starts_well_from_a_diagonally_joined_first_pixel():
+    """The first mask pixel (in raster order) touching the rest only at a corner must not stop the
+    walk: the length is the bar's, not that pixel's."""
+    m = np.zeros((40, 200), bool)
+    m[11:20, 10:190] = True
+    m[10, 9] = True  # joined to (11, 10) diagonally only
+    assert 175 < pod_length(m) < 190
+    big = np.zeros((400, 400), bool)  # the same after downscaling to 160 px
+    big[101:140, 20:380] = True
+    big[100, 19] = True
+    assert 350 < pod_length(big) < 375

@@ -155,6 +155,10 @@ def _geodesic_steps(mask: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
     while True:
         grown = cv2.dilate(reached, cross if k % 2 == 0 else square) & m
         new = (grown > 0) & (reached == 0)
+        if not new.any() and k % 2 == 0:
+            # Pixels joined only diagonally (a 4-step finds nothing): take the 8-step now.
+            grown = cv2.dilate(reached, square) & m
+            new = (grown > 0) & (reached == 0)
         if not new.any():
             return steps
         k += 1
@@ -212,6 +216,10 @@ def pod_length(mask: np.ndarray, *, max_side: int = 160) -> float:
         crop = (cv2.resize(crop * 255, size, interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
         if not crop.any():
             return float(max(ys.max() - ys.min(), xs.max() - xs.min()) + 1)
+    # Downscaling can cut a thin tip off as a separate speck: walk the largest piece only.
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    if n > 2:
+        crop = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
     cy, cx = np.nonzero(crop)
     first = _geodesic_steps(crop, (int(cy[0]), int(cx[0])))
     tip = _farthest(first)
