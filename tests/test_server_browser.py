@@ -3,8 +3,9 @@
 The fake camera plays a ``.y4m`` video written here from a rendered okra scene (one still frame
 repeated, so the frame is known). Checked: the live page runs the model in the browser (WASM),
 its mask equals the Python runtime's mask on the same frame, the frame rate is reported, the page
-comes back offline from the service worker; the label page turns clicks into a mask and Accept
-writes mask, prompts and manifest record.
+comes back offline from the service worker; the page grades each plausible pod with the grader's
+CNN (in the browser) and its probability equals Python's on the same frame; the label page turns
+clicks into a mask and Accept writes mask, prompts and manifest record.
 
 No browser is downloaded: without ``chromium`` on PATH these tests FAIL, by design.
 """
@@ -23,9 +24,12 @@ import numpy as np
 import pytest
 
 from okrainsight.dataset import DatasetLayout, load_prompts, read_manifest
+from okrainsight.grading.cnn import CNN_ONNX, CnnRunner, cnn_input
+from okrainsight.grading.model import load_grader
 from okrainsight.imageio import read_mask
 from okrainsight.server.app import create_app
 from okrainsight.server.state import load_served_model
+from test_live_grading import make_cnn_grader
 from test_server_api import make_dataset, make_model_dir, scene
 
 pytestmark = pytest.mark.browser
@@ -66,6 +70,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(app) -> tuple[object, threading.Thread, int]:  # noqa: ANN001
+    """Run ``app`` with uvicorn in a thread on a free port: ``(server, thread, port)``."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    return server, thread, port
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     chromium = shutil.which("chromium")
@@ -75,7 +94,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         )
     if not VENDOR.is_file():
         pytest.fail(f"{VENDOR} is missing: run 'make web-assets' (npm ci in web/) first")
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
     root = tmp_path_factory.mktemp("browser")
@@ -85,15 +103,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     video = root / "okra.y4m"
     write_y4m(video, still)
 
-    port = free_port()
-    app = create_app(data.root, model=model_dir, teacher="grabcut", strict_model=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the test server did not start"
+    grader_dir = make_cnn_grader(root / "grader")
+    app = create_app(data.root, model=model_dir, teacher="grabcut", strict_model=True, grader=grader_dir)
+    server, thread, port = start_server(app)
 
     args = [
         "--no-sandbox",
@@ -116,6 +128,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 "context": context,
                 "base": f"http://127.0.0.1:{port}",
                 "model_dir": model_dir,
+                "grader_dir": grader_dir,
+                "root": root,
                 "data": data,
                 "still": still,
             }
@@ -187,6 +201,82 @@ def test_live_page_runs_the_model_in_the_browser_and_matches_python(setup: dict)
     finally:
         setup["context"].set_offline(False)
     page.close()
+
+
+def test_live_page_grades_pods_in_the_browser_and_matches_python(setup: dict) -> None:
+    import re
+
+    import cv2
+
+    page = setup["context"].new_page()
+    page.goto(setup["base"] + "/")
+    _wait_frames(page, 3)
+    page.wait_for_function("window.okraStats.gradings >= 2 || window.okraStats.error", timeout=60_000)
+    stats = page.evaluate("window.okraStats")
+    assert stats["error"] is None and stats["grader"] == "cnn"
+    print(f"\nin-browser grading {stats['gradeMs']:.1f} ms per grading, segmentation fps {stats['fps']:.1f}")
+    w, h = VIDEO_SIZE
+    last = page.evaluate("window.okraLastGrade()")
+    frame = _decode(last["rgb"], (h, w, 3))
+    graded_mask = _decode(last["mask"], (h, w)) > 127
+    graded = [p for p in last["pods"] if p["tender_probability"] is not None]
+    assert graded, f"no pod passed the page's gate: {last['pods']}"
+    assert stats["okra"] is True
+    runner = CnnRunner(setup["grader_dir"] / CNN_ONNX)
+    n, labels = cv2.connectedComponents(graded_mask.astype(np.uint8), connectivity=8)
+    for pod in graded:
+        x0, y0, x1, y1 = pod["bbox"]
+        ids = np.unique(labels[y0:y1, x0:x1][graded_mask[y0:y1, x0:x1]])
+        assert len(ids) == 1
+        crop = labels[y0:y1, x0:x1] == ids[0]
+        python_p = float(runner.predict(cnn_input(frame, crop, pod["bbox"])[None])[0])
+        print(f"pod {pod['bbox']}: browser {pod['tender_probability']:.4f}, Python {python_p:.4f}")
+        assert abs(python_p - pod["tender_probability"]) < 0.1, (python_p, pod["tender_probability"])
+    # The same frame through Python's own pipeline (runtime mask, find_pods, cnn_input): the
+    # largest pod's probability agrees with the page's verdict for it.
+    seg = load_served_model(setup["model_dir"]).segmenter.segment(frame)
+    biggest = seg.pods[0]
+    python_p = float(runner.predict(cnn_input(frame, biggest.crop, biggest.bbox)[None])[0])
+    cx, cy = biggest.centroid
+    near = min(
+        graded,
+        key=lambda p: (
+            abs((p["bbox"][0] + p["bbox"][2]) / 2 - cx) + abs((p["bbox"][1] + p["bbox"][3]) / 2 - cy)
+        ),
+    )
+    assert abs(python_p - near["tender_probability"]) < 0.1, (python_p, near["tender_probability"])
+    texts = [v["text"] for v in stats["verdicts"] if v["text"]]
+    assert texts and all(re.fullmatch(r"(tender|tough) \d{1,3}%", t) for t in texts)
+    assert re.fullmatch(r"\d+ tender, \d+ tough", page.inner_text("#verdict"))
+    # the grader's CNN is cached for offline use like the model
+    page.wait_for_function(
+        "caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k)"
+        ".then(c => c.match('/grader/cnn.onnx'))))).then(hits => hits.some(Boolean))",
+        timeout=60_000,
+    )
+    page.close()
+
+
+def test_live_page_without_grader_cnn_shows_no_verdict(setup: dict) -> None:
+    plain = setup["root"] / "grader-plain"
+    g = load_grader(setup["grader_dir"])
+    g.cnn = None
+    g.card.pop("cnn")
+    g.save(plain)
+    app = create_app(None, model=setup["model_dir"], strict_model=True, grader=plain)
+    server, thread, port = start_server(app)
+    try:
+        page = setup["context"].new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        _wait_frames(page, 5)
+        stats = page.evaluate("window.okraStats")
+        assert stats["grader"] == "none" and stats["gradings"] == 0 and stats["error"] is None
+        assert page.inner_text("#verdict") == "no verdict"
+        assert "no CNN" in page.inner_text("#message")
+        page.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_server_fallback_backend_segments_frames(setup: dict) -> None:

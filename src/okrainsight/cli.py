@@ -237,10 +237,16 @@ def serve_cmd(
     https: bool = typer.Option(False, "--https", help="Serve HTTPS with a self-signed certificate (phones)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.1, help="Largest accepted upload."),
     timeout: float = typer.Option(30.0, "--timeout", min=1.0, help="Per-request limit in seconds."),
+    grader: str = typer.Option(
+        "default",
+        "--grader",
+        help="Tip-break grader whose cnn.onnx the live page runs per pod: folder, 'default' or 'none'.",
+    ),
 ) -> None:
     """Serve the live camera app (model runs in the browser), the label page and the REST API.
 
     Pages: / live camera, /label click-to-label, /explore gallery, /docs API.
+    The live page shows a tender/tough verdict per pod when the grader has a CNN (cnn.onnx).
     Phones need --host 0.0.0.0 --https (the camera opens only over HTTPS).
 
     Example:  okra serve --host 0.0.0.0 --https --data data/okra --model runs/fast
@@ -260,6 +266,7 @@ def serve_cmd(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         request_timeout_s=timeout,
         strict_model=model != "default",
+        grader=None if grader.lower() == "none" else grader,
     )
     if application.state.okra.model is None:
         problem = application.state.okra.model_error
@@ -822,6 +829,10 @@ def grade_train_synth_cmd(
     ),
     seed: int = typer.Option(0, "--seed", help="Base seed (reproducible)."),
     size: str = typer.Option("256x192", "--size", help="Render size WxH."),
+    cnn: bool = typer.Option(
+        False, "--cnn", help="Also train the small CNN on masked pod crops (torch; the live page runs it)."
+    ),
+    cnn_epochs: int = typer.Option(30, "--cnn-epochs", min=1, help="CNN training epochs."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Train the demonstration grader on rendered pods (tenderness from the renderer's age cue).
@@ -831,12 +842,30 @@ def grade_train_synth_cmd(
     from okrainsight.grading.jobs import train_synthetic_grader
 
     g = train_synthetic_grader(
-        out, n=n, n_negative=n_negative, seed=seed, size=parse_size(size), progress=not no_progress
+        out,
+        n=n,
+        n_negative=n_negative,
+        seed=seed,
+        size=parse_size(size),
+        cnn=cnn,
+        cnn_epochs=cnn_epochs,
+        progress=not no_progress,
     )
     m = g.card["metrics"]
+    extra = ""
+    if cnn:
+        c = g.card["cnn"]
+
+        def auc(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.3f}"
+
+        extra = (
+            f"; CNN held-out ROC-AUC {auc(c['holdout_auc'])} (features {auc(c['holdout_auc_features_oof'])}, "
+            f"combined {auc(c['holdout_auc_combined'])})"
+        )
     console.print(
         f"grader saved to {out}: {m['n_pods']} rendered pods, grouped-CV ROC-AUC {m['cv_auc']:.3f}, "
-        f"okra vs look-alike {m['okra_vs_lookalike_cv_auc']:.3f}",
+        f"okra vs look-alike {m['okra_vs_lookalike_cv_auc']:.3f}" + extra,
         markup=False,
     )
 
@@ -856,6 +885,11 @@ def export_cmd(
         None, "--size", help="Export at WIDTHxHEIGHT instead of the card's size."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    grader: str | None = typer.Option(
+        None,
+        "--grader",
+        help="Also export this grader's pod CNN (folder or 'default') into grader/ beside the model.",
+    ),
 ) -> None:
     """Export a model for phones and browsers, with pre-processing inside and a parity check.
 
@@ -864,18 +898,27 @@ def export_cmd(
     fp16/int8: at most 1 IoU point below fp32) is checked right after writing; a failed check
     exits non-zero and leaves no file.
 
+    With --grader DIR the grader's CNN goes into grader/ next to the model file: cnn.onnx (and
+    cnn.mlpackage for --format coreml) with grader.json, each parity-checked against PyTorch.
+
     Example:  okra export runs/small --format coreml --fp16 --out dist/models/okra.mlpackage
     """
     import json
 
-    from okrainsight.export import export_model, load_export_source
+    from okrainsight.export import export_grader, export_model, load_export_source
 
     net, card = load_export_source(model)
     res = export_model(
         net, card, fmt.lower(), out, fp16=fp16, int8_calib=int8, size=parse_size(size) if size else None
     )
+    graded = None
+    if grader is not None:
+        graded = export_grader(grader, res.path.parent / "grader", coreml=fmt.lower() == "coreml", fp16=fp16)
     if as_json:
-        console.print_json(json.dumps(res.to_dict(), default=str))
+        body = res.to_dict()
+        if graded is not None:
+            body["grader"] = graded.to_dict()
+        console.print_json(json.dumps(body, default=str))
         return
     p = res.parity
     check = (
@@ -890,6 +933,13 @@ def export_cmd(
             f"(drop {d['drop_points']:.2f} points)"
         )
     console.print(f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.format}): {check}", markup=False)
+    if graded is not None:
+        checks = ", ".join(
+            f"{k} "
+            + (f"max difference {v['max_abs_diff']:.1e}" if "max_abs_diff" in v else v["parity_checked"])
+            for k, v in graded.parity.items()
+        )
+        console.print(f"wrote grader CNN into {graded.folder}: {checks}", markup=False)
 
 
 @app.command("benchmark")

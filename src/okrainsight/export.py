@@ -1314,6 +1314,180 @@ def export_model(
     return export_torchscript(model, card, out_path, parity_n=parity_n, min_iou=min_iou)
 
 
+# ----------------------------------------------------------------------------------
+# The grader's pod-crop CNN, exported next to the student (okra export --grader DIR)
+# ----------------------------------------------------------------------------------
+
+#: Largest absolute tender-probability difference allowed between an exported CNN and PyTorch.
+GRADER_PARITY_MAX_DIFF = 1e-4
+
+
+def grader_parity_crops(n: int = 8, *, seed: int = 7) -> np.ndarray:
+    """Deterministic CNN inputs: ``(n, 3, 32, 64)`` float32 0..1, a noisy green-to-brown pod
+    (an ellipse of random size and tilt) on a zero background, as :func:`cnn_input` gives."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:64].astype(np.float32)
+    out = np.zeros((n, 3, 32, 64), np.float32)
+    for i in range(n):
+        a, b, tilt = rng.uniform(20, 32), rng.uniform(6, 16), rng.uniform(-0.3, 0.3)
+        u, v = xx - 32, yy - 16 - tilt * (xx - 32)
+        inside = (u / a) ** 2 + (v / b) ** 2 <= 1
+        base = np.array([rng.uniform(0.2, 0.6), rng.uniform(0.4, 0.8), rng.uniform(0.1, 0.3)], np.float32)
+        img = base[:, None, None] + rng.normal(0, 0.08, (3, 32, 64)).astype(np.float32)
+        out[i] = np.clip(img, 0, 1) * inside
+    return out
+
+
+@dataclass
+class GraderExport:
+    """What :func:`export_grader` wrote: the folder, its files and the parity of each CNN file."""
+
+    folder: Path
+    files: list[Path]
+    parity: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "files": [str(p) for p in self.files], "parity": self.parity}
+
+
+def _validate_cnn_coreml(path: Path) -> dict[str, Any]:
+    """Check the CNN's ``.mlpackage`` spec (works on Linux): input ``crop`` (1, 3, 32, 64),
+    output ``tender_probability``, an ML Program."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(path))
+    desc = spec.description
+    ins = {i.name: tuple(int(v) for v in i.type.multiArrayType.shape) for i in desc.input}
+    outs = [o.name for o in desc.output]
+    if ins != {"crop": (1, 3, 32, 64)} or outs != ["tender_probability"]:
+        raise ModelError(
+            f"{path}: Core ML CNN has inputs {ins} and outputs {outs}, expected crop / tender_probability"
+        )
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ModelError(f"{path}: not an ML Program")
+    return {"input": {"crop": [1, 3, 32, 64]}, "outputs": outs}
+
+
+def export_grader(
+    grader: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    coreml: bool = False,
+    fp16: bool = False,
+    predict: bool | None = None,
+) -> GraderExport:
+    """Write a grader folder ``out_dir`` for phones: ``grader.json`` (+ ``grader.onnx``, the feature
+    model) copied, and the pod-crop CNN re-exported from ``cnn.safetensors`` to ``cnn.onnx`` and, with
+    ``coreml``, ``cnn.mlpackage`` (input ``crop`` float32 ``(1, 3, 32, 64)`` RGB 0..1 as
+    :func:`okrainsight.grading.cnn.cnn_input` makes it, output ``tender_probability`` ``(1, 1)``).
+
+    Parity: each CNN file runs on :func:`grader_parity_crops` against PyTorch (largest probability
+    difference at most :data:`GRADER_PARITY_MAX_DIFF`; Core ML off macOS: spec validated only). A
+    failed check leaves no file. The written folder loads with ``okra segment --grader``.
+
+    Raises:
+        ModelError: not a grader folder, no CNN (``okra grade train --cnn``), failed export or parity.
+    """
+    import platform
+
+    import torch
+
+    from okrainsight.grading.cnn import CNN_ONNX, CNN_WEIGHTS, CnnRunner, export_cnn_onnx, load_cnn_torch
+    from okrainsight.grading.model import BUILTIN_GRADER_DIR, GRADER_FILE, GRADER_ONNX, load_grader
+
+    src = Path(grader)
+    if os.fspath(grader) == "default" and not src.exists():
+        src = BUILTIN_GRADER_DIR
+    load_grader(src)  # a readable grader card, or a one-line ModelError
+    if not (src / CNN_WEIGHTS).is_file():
+        raise ModelError(f"{src}: the grader has no CNN ({CNN_WEIGHTS}); train it with --cnn to export one")
+    out = Path(out_dir)
+    if out.resolve() == src.resolve():
+        raise ModelError(f"{out}: the export folder is the grader folder itself; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    net = load_cnn_torch(src)
+    crops = grader_parity_crops()
+    with torch.no_grad():
+        ref = net(torch.from_numpy(crops)).numpy().reshape(-1).astype(np.float64)
+    parity: dict[str, Any] = {}
+    files: list[Path] = []
+
+    def check_onnx(tmp: Path) -> ParityReport:
+        diff = float(np.max(np.abs(CnnRunner(tmp).predict(crops) - ref)))
+        parity["onnx"] = {"max_abs_diff": diff, "n_crops": len(crops)}
+        if not diff <= GRADER_PARITY_MAX_DIFF:
+            raise ModelError(f"{out / CNN_ONNX}: ONNX CNN differs from PyTorch by {diff:.2e}")
+        return ParityReport(1.0, 1.0, diff, len(crops), (64, 32), 1.0, True)
+
+    _checked_export(out / CNN_ONNX, lambda tmp: export_cnn_onnx(net, tmp), check_onnx)
+    files.append(out / CNN_ONNX)
+    if coreml:
+        try:
+            import coremltools as ct
+        except ImportError as exc:
+            raise MissingDependencyError("coremltools", "export") from exc
+        if predict is None:
+            predict = platform.system() == "Darwin"
+
+        def write_coreml(tmp: Path) -> None:
+            sink = io.StringIO()
+            try:
+                with (
+                    warnings.catch_warnings(),
+                    contextlib.redirect_stdout(sink),
+                    contextlib.redirect_stderr(sink),
+                ):
+                    warnings.simplefilter("ignore")
+                    traced = torch.jit.trace(net, (torch.from_numpy(crops[:1]),), check_trace=False)
+                    ml = ct.convert(
+                        traced,
+                        inputs=[ct.TensorType(name="crop", shape=(1, 3, 32, 64))],
+                        outputs=[ct.TensorType(name="tender_probability")],
+                        convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.iOS16,
+                        compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+                    )
+            except Exception as exc:  # coremltools raises many types
+                raise ModelError(
+                    f"{out}: Core ML conversion of the grader CNN failed ({_one_line(exc)})"
+                ) from exc
+            ml.short_description = "OkraInsight pod grader: tender probability of one masked pod crop"
+            ml.input_description["crop"] = (
+                "pod crop (1, 3, 32, 64) RGB 0..1, background 0, long axis horizontal"
+            )
+            ml.output_description["tender_probability"] = "probability that the pod is tender, (1, 1)"
+            ml.save(str(tmp))
+
+        def check_coreml(tmp: Path) -> ParityReport:
+            entry: dict[str, Any] = {"spec": _validate_cnn_coreml(tmp)}
+            parity["coreml"] = entry
+            if not predict:
+                entry["parity_checked"] = "spec validated only (Core ML prediction needs macOS)"
+                return ParityReport(float("nan"), float("nan"), float("nan"), 0, (64, 32), 1.0, True)
+            ml = ct.models.MLModel(str(tmp))
+            got = np.array(
+                [
+                    float(np.asarray(ml.predict({"crop": c[None]})["tender_probability"]).reshape(-1)[0])
+                    for c in crops
+                ]
+            )
+            diff = float(np.max(np.abs(got - ref)))
+            limit = 2e-3 if fp16 else GRADER_PARITY_MAX_DIFF * 10
+            entry.update(max_abs_diff=diff, n_crops=len(crops), parity_checked="Core ML prediction")
+            if not diff <= limit:
+                raise ModelError(f"{out / 'cnn.mlpackage'}: Core ML CNN differs from PyTorch by {diff:.2e}")
+            return ParityReport(1.0, 1.0, diff, len(crops), (64, 32), 1.0, True)
+
+        _checked_export(out / "cnn.mlpackage", write_coreml, check_coreml)
+        files.append(out / "cnn.mlpackage")
+    for name in (GRADER_FILE, GRADER_ONNX, CNN_WEIGHTS):
+        if (src / name).is_file():
+            atomic_write_bytes(out / name, (src / name).read_bytes())
+            files.append(out / name)
+    load_grader(out)  # the written folder loads (card + cnn.onnx)
+    return GraderExport(out, files, parity)
+
+
 def runner_for(path: str | os.PathLike[str], fmt: str, *, threads: int = 1) -> Runner | None:
     """The runner of an exported file on this machine, or None (Core ML off macOS)."""
     import platform
@@ -1333,6 +1507,10 @@ __all__ = [
     "FORMAT_SUFFIX",
     "MAX_DROP_POINTS",
     "ExportResult",
+    "GRADER_PARITY_MAX_DIFF",
+    "GraderExport",
+    "export_grader",
+    "grader_parity_crops",
     "coreml_metadata",
     "coreml_runner",
     "executorch_runner",

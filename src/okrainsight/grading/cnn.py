@@ -106,14 +106,34 @@ def train_cnn(
     Returns:
         Card information: input size, epochs, parameters, final training loss.
     """
+    X = np.stack([s.crop for s in samples])
+    y = np.array([float(s.photo.tender) for s in samples])
+    return fit_cnn(X, y, out, epochs=epochs, seed=seed, lr=lr)
+
+
+def fit_cnn(
+    X: np.ndarray,
+    y: np.ndarray,
+    out: str | os.PathLike[str],
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    lr: float = 3e-3,
+) -> dict[str, Any]:
+    """Train the CNN on crops ``X`` ``(N, 3, 32, 64)`` float 0..1 (:func:`cnn_input`) with labels
+    ``y`` ``(N,)`` (1 = tender) and write ``cnn.safetensors`` and ``cnn.onnx`` into ``out``.
+
+    Returns:
+        Card information: input size, epochs, parameters, final training loss.
+    """
     try:
         import torch
         from safetensors.torch import save_file
     except ImportError as exc:
         raise MissingDependencyError("torch", "train") from exc
 
-    X = np.stack([s.crop for s in samples]).astype(np.float32)
-    y = np.array([float(s.photo.tender) for s in samples], np.float32)
+    X = np.asarray(X, np.float32)
+    y = np.asarray(y, np.float32)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_cnn()
@@ -214,6 +234,7 @@ __all__ = [
     "build_cnn",
     "cnn_input",
     "export_cnn_onnx",
+    "fit_cnn",
     "load_cnn_torch",
     "train_cnn",
 ]

@@ -460,11 +460,28 @@ def rendered_pod_features(
     Returns:
         ``(X, tender, age, group)``: ``(N, F)`` features, ``(N,)`` bool, ``(N,)`` age, ``(N,)`` scene seeds.
     """
+    X, t, a, g, _ = _rendered_pods(
+        n, seed, size, kinds=kinds, min_visible=min_visible, progress=progress, crops=False
+    )
+    return X, t, a, g
+
+
+def _rendered_pods(
+    n: int,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    kinds: tuple[str, ...] = ("white", "wood", "cloth"),
+    min_visible: float = 0.9,
+    progress: bool = False,
+    crops: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`rendered_pod_features` plus, with ``crops``, each pod's CNN input ``(N, 3, 32, 64)``."""
     from tqdm import tqdm
 
     from okrainsight.synth import render_scene
 
-    X, t, a, g = [], [], [], []
+    X, t, a, g, c = [], [], [], [], []
     for i in tqdm(range(n), desc="render", unit="scene", disable=not progress, file=sys.stderr):
         s = seed + i
         sc = _render(render_scene, s, size, kinds[i % len(kinds)])
@@ -478,27 +495,100 @@ def rendered_pod_features(
             t.append(bool(pod["tender"]))
             a.append(float(pod["age"]))
             g.append(s)
-    return np.array(X), np.array(t), np.array(a), np.array(g)
+            if crops:
+                from okrainsight.grading.cnn import cnn_input
+
+                ys, xs = np.nonzero(m)
+                bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+                c.append(cnn_input(sc.image, m[bbox[1] : bbox[3], bbox[0] : bbox[2]], bbox))
+    return np.array(X), np.array(t), np.array(a), np.array(g), (np.stack(c) if crops and c else None)
+
+
+#: Look-alikes that lie on tables, one kind per scene in :func:`render_lookalike_scene`.
+LOOKALIKE_KINDS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_pepper", "leaf")
+
+
+def render_lookalike_scene(
+    seed: int, size: tuple[int, int], name: str, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A distractor-only scene holding one kind of look-alike, deterministically from ``seed``.
+
+    Built like the renderer's ``negative`` scenes (:func:`okrainsight.synth.render_scene`: a
+    random everyday backdrop, light, cast shadows and camera) but with ``count`` (default 1 to
+    6) sprites of the single distractor ``name`` (one of the renderer's ``DISTRACTORS``), so
+    that every kind is seen as often as the others.
+
+    Returns:
+        ``(image, mask)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` bool, the front-most
+        distractor pixels. ``size`` is ``(width, height)``.
+
+    Raises:
+        ValueError: ``name`` is no distractor of the renderer.
+    """
+    from okrainsight.synth import scenes as sc
+    from okrainsight.synth.camera import apply_camera
+    from okrainsight.synth.distractors import DISTRACTORS
+    from okrainsight.synth.shading import random_light
+
+    if name not in DISTRACTORS:
+        raise ValueError(f"unknown distractor {name!r}; choose from {', '.join(DISTRACTORS)}")
+    w, h = int(size[0]), int(size[1])
+    rng = np.random.default_rng([int(seed), LOOKALIKE_KINDS.index(name) if name in LOOKALIKE_KINDS else 99])
+    light = random_light(rng)
+    shadow = float(rng.uniform(0.2, 0.55))
+    bg = sc._background("negative", rng, h, w, light)
+    scale = min(w, h) * rng.uniform(0.35, 0.85)
+    n = int(count) if count is not None else int(rng.integers(1, 7))
+    sprites = sc._distractors(rng, n, scale, (w, h), light, (name,))
+    canvas, _, distr = sc._compose(bg, sprites, light, shadow)
+    return apply_camera(canvas, rng), distr
 
 
 def rendered_lookalike_features(
-    n: int, seed: int, size: tuple[int, int], *, progress: bool = False
+    n: int,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    per_kind: int = 0,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of the distractors (beans, chillies, cucumbers, leaves ...) in ``n`` negative renders."""
+    """Features of the distractors (beans, chillies, cucumbers, leaves ...) in ``n`` negative
+    renders, plus ``per_kind`` single-kind scenes of each of :data:`LOOKALIKE_KINDS`
+    (:func:`render_lookalike_scene`, seeds from ``seed + n``).
+
+    Every distractor component (:func:`okrainsight.runtime.find_pods` of the distractor mask,
+    as a segmenter that wrongly took the distractors for okra would give them) counts.
+
+    Returns:
+        ``(X, group)``: ``(N, F)`` features and ``(N,)`` scene keys (int).
+    """
     from tqdm import tqdm
 
     from okrainsight.runtime import find_pods
     from okrainsight.synth import render_scene
 
     X, g = [], []
+
+    def add(image: np.ndarray, mask: np.ndarray, key: int) -> None:
+        for pod in find_pods(mask):
+            X.append(pod_features(image, pod.crop, bbox=pod.bbox, length_px=pod.length_px))
+            g.append(key)
+
     for i in tqdm(range(n), desc="look-alikes", unit="scene", disable=not progress, file=sys.stderr):
-        s = seed + i
-        sc = _render(render_scene, s, size, "negative")
-        if sc is None:
+        sc = _render(render_scene, seed + i, size, "negative")
+        if sc is not None:
+            add(sc.image, sc.distractor_mask, seed + i)
+    jobs = [(k, name) for k in range(per_kind) for name in LOOKALIKE_KINDS]
+    for j, (k, name) in enumerate(
+        tqdm(jobs, desc="look-alikes by kind", unit="scene", disable=not progress, file=sys.stderr)
+    ):
+        s = seed + n + k
+        try:
+            image, mask = render_lookalike_scene(s, size, name)
+        except (IndexError, ValueError) as exc:
+            log.warning("renderer failed on look-alike %s seed %d: %s; scene skipped", name, s, exc)
             continue
-        for pod in find_pods(sc.distractor_mask):
-            X.append(pod_features(sc.image, pod.crop, bbox=pod.bbox, length_px=pod.length_px))
-            g.append(s)
+        add(image, mask, seed + n + j)
     return np.array(X).reshape(-1, len(FEATURE_NAMES)), np.array(g)
 
 
@@ -510,14 +600,21 @@ def train_synthetic_grader(
     seed: int = 0,
     size: tuple[int, int] = (256, 192),
     folds: int = 5,
+    cnn: bool = False,
+    cnn_epochs: int = 30,
+    cnn_holdout: float = 0.2,
     progress: bool = True,
 ) -> Grader:
     """Train the default grader on rendered pods (tenderness from the renderer's age cue) and save it.
 
     The okra-likeness model is fitted on the same pods against the distractors of ``n_negative``
     negative renders (different seeds). ``seed`` makes the whole run reproducible.
+
+    With ``cnn`` the pod-crop CNN (:mod:`okrainsight.grading.cnn`) is trained too, on the pods of
+    all but a ``cnn_holdout`` share of the scenes; the held-out scenes' pods give its ROC-AUC alone
+    and averaged with the feature model's out-of-fold probability (card ``metrics.cnn``).
     """
-    X, t, age, g = rendered_pod_features(n, seed, size, progress=progress)
+    X, t, age, g, crops = _rendered_pods(n, seed, size, progress=progress, crops=cnn)
     lin, rep = fit_linear(X, t.astype(int), g, folds=folds, seed=seed)
     Xn, gn = rendered_lookalike_features(n_negative, seed + 1_000_000, size, progress=progress)
     Xo = np.concatenate([X, Xn])
@@ -554,6 +651,33 @@ def train_synthetic_grader(
             },
         },
     )
+    if cnn:
+        from okrainsight.grading.cnn import CNN_ONNX, CnnRunner, fit_cnn
+
+        scenes = np.unique(g)
+        held = set(np.random.default_rng(seed).permutation(scenes)[: int(round(cnn_holdout * len(scenes)))])
+        test = np.array([s in held for s in g])
+        outp = Path(out)
+        outp.mkdir(parents=True, exist_ok=True)
+        info = fit_cnn(crops[~test], t[~test].astype(float), outp, epochs=cnn_epochs, seed=seed)
+        grader.cnn = CnnRunner(outp / CNN_ONNX)
+        p_cnn = grader.cnn.predict(crops[test])
+        p_feat = rep.oof_probability[test]
+        info.update(
+            {
+                "n_train_pods": int((~test).sum()),
+                "n_holdout_pods": int(test.sum()),
+                "holdout_auc": roc_auc(t[test], p_cnn),
+                "holdout_auc_features_oof": roc_auc(t[test], p_feat),
+                "holdout_auc_combined": roc_auc(t[test], 0.5 * (p_cnn + p_feat)),
+            }
+        )
+        grader.card["cnn"] = info
+        grader.card["kind"] = "features+logistic+cnn"
+        grader.card["command"] += f" --cnn --cnn-epochs {cnn_epochs}"
+        grader.card["trained_on"] += (
+            f" CNN: pods of {len(scenes) - len(held)} scenes, {len(held)} scenes held out for its metrics."
+        )
     grader.save(out)
     return grader
 

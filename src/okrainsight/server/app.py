@@ -20,16 +20,27 @@ from typing import Any
 from okrainsight import __version__
 from okrainsight.dataset import DatasetLayout
 from okrainsight.errors import MissingDependencyError, OkraError
-from okrainsight.server.state import LabelSession, RequestProblem, ServerState, load_served_model
+from okrainsight.server.state import (
+    LabelSession,
+    RequestProblem,
+    ServerState,
+    load_served_grader,
+    load_served_model,
+)
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Swagger UI of ``/docs``: files of the npm package ``swagger-ui-dist`` (web/package-lock.json),
+#: copied into ``static/vendor/`` by ``make web-assets``; nothing comes from a CDN at run time.
+SWAGGER_JS_URL = "/static/vendor/swagger-ui-bundle.js"
+SWAGGER_CSS_URL = "/static/vendor/swagger-ui.css"
+SWAGGER_FAVICON_URL = "/static/vendor/favicon-32x32.png"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: Room for the multipart framing around an upload of the maximum size.
 _MULTIPART_SLACK = 64 * 1024
 #: Paths of the live page and what it loads (served cross-origin isolated).
-_ISOLATED_PREFIXES = ("/static/", "/sw.js", "/model/", "/manifest.webmanifest", "/icons/")
+_ISOLATED_PREFIXES = ("/static/", "/sw.js", "/model/", "/grader/", "/manifest.webmanifest", "/icons/")
 
 
 class BodyLimitMiddleware:
@@ -107,6 +118,7 @@ def create_app(
     request_timeout_s: float = 30.0,
     inference_workers: int = 2,
     strict_model: bool = False,
+    grader: str | os.PathLike[str] | None = "default",
 ) -> Any:
     """Build the app.
 
@@ -120,6 +132,9 @@ def create_app(
         inference_workers: inference threads (bounds concurrent model runs).
         strict_model: raise when the model cannot be loaded, instead of serving without it
             (the page and ``/api/health`` then say what is wrong).
+        grader: tip-break grader folder whose ``cnn.onnx`` the live page runs per pod,
+            ``"default"`` (the built-in grader, when installed) or None / ``"none"``. A named folder
+            that cannot be loaded raises; the built-in one is skipped with a warning.
 
     Example:
         ``uvicorn.run(create_app("data/photos", model="runs/fast"), host="127.0.0.1", port=8000)``
@@ -143,6 +158,17 @@ def create_app(
             raise
         model_error = str(exc)
         log.warning("serving without a model: %s", exc)
+    served_grader = None
+    grader_error = None
+    try:
+        served_grader = load_served_grader(grader)
+        if served_grader is None and grader is not None and os.fspath(grader).lower() != "none":
+            grader_error = "the built-in grader is not installed"
+    except OkraError as exc:
+        if grader is not None and os.fspath(grader) != "default":
+            raise
+        grader_error = str(exc)
+        log.warning("serving without a grader: %s", exc)
     layout = None
     if data_dir is not None:
         layout = DatasetLayout(data_dir).require()
@@ -156,6 +182,8 @@ def create_app(
         static_dir=STATIC_DIR,
         executor=ThreadPoolExecutor(max_workers=max(1, inference_workers), thread_name_prefix="okra-infer"),
         work_dir=Path(tempfile.mkdtemp(prefix="okra-serve-")),
+        grader=served_grader,
+        grader_error=grader_error,
     )
 
     @asynccontextmanager
@@ -169,8 +197,24 @@ def create_app(
         version=__version__,
         description="Segment okra in photos, label photos with a teacher, and serve the live camera app.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's own files, never from a CDN
+        redoc_url=None,
     )
     app.state.okra = state
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> Any:
+        """Swagger UI from ``static/vendor/`` (npm ``swagger-ui-dist``, copied by ``make web-assets``)."""
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="OkraInsight API",
+            swagger_js_url=SWAGGER_JS_URL,
+            swagger_css_url=SWAGGER_CSS_URL,
+            swagger_favicon_url=SWAGGER_FAVICON_URL,
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        )
 
     @app.exception_handler(RequestProblem)
     async def _problem(_request: Request, exc: RequestProblem) -> JSONResponse:
@@ -193,8 +237,8 @@ def create_app(
         response = await call_next(request)
         path = request.url.path
         if path == "/" or path.startswith(_ISOLATED_PREFIXES):
-            # Cross-origin isolation lets onnxruntime-web use WASM threads (?threads=2). Not on
-            # /docs, whose Swagger UI FastAPI loads from a CDN.
+            # Cross-origin isolation lets onnxruntime-web use WASM threads (?threads=2). The
+            # /docs page needs none (its Swagger UI files come from /static/vendor/).
             response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
             response.headers.setdefault("Cross-Origin-Embedder-Policy", "require-corp")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -1,7 +1,9 @@
 """The live camera page ``/``: the installable web app that runs the student in the browser.
 
 Serves the page, the web app manifest, the service worker (at ``/sw.js`` so its scope is the
-whole site), the PNG icons, the model (``/model/model.onnx`` + ``/model/card.json``) and
+whole site), the PNG icons, the model (``/model/model.onnx`` + ``/model/card.json``), the
+grader the page runs per pod (``/grader/info.json``: CNN URL, verdict threshold and the gate's area
+and elongation thresholds; ``/grader/cnn.onnx`` when the grader has a CNN) and
 ``POST /api/capture`` (a camera frame and its mask saved into the dataset).
 """
 
@@ -11,6 +13,7 @@ import datetime as _dt
 import functools
 import hashlib
 import io
+import json
 import secrets
 from typing import Any
 
@@ -35,9 +38,14 @@ _NO_CACHE = {"Cache-Control": "no-cache"}
 def asset_version(state: ServerState) -> str:
     """A short hash that changes when the page, the runtime or the model changes (names the SW cache)."""
     h = hashlib.sha256(__version__.encode())
-    files = [state.static_dir / n for n in ("index.html", "app.js", "style.css", "vendor/ort.wasm.min.js")]
+    names = ("index.html", "app.js", "grade.js", "style.css", "vendor/ort.wasm.min.js")
+    files = [state.static_dir / n for n in names]
     if state.model is not None:
         files.append(state.model.onnx_path)
+    if state.grader is not None:
+        h.update(json.dumps(state.grader_info(), sort_keys=True).encode())
+        if state.grader.cnn_path is not None:
+            files.append(state.grader.cnn_path)
     for f in files:
         if f.is_file():
             st = f.stat()
@@ -103,6 +111,8 @@ async def service_worker(request: Request) -> Response:
     state = server_state(request)
     text = (state.static_dir / "sw.js").read_text(encoding="utf-8")
     text = text.replace("__OKRA_VERSION__", asset_version(state))
+    extra = ["/grader/cnn.onnx"] if state.grader is not None and state.grader.cnn_path else []
+    text = text.replace("/*__OKRA_EXTRA__*/[]", json.dumps(extra))
     headers = {**_NO_CACHE, "Service-Worker-Allowed": "/"}
     return Response(text, media_type="text/javascript", headers=headers)
 
@@ -117,6 +127,28 @@ async def model_file(request: Request) -> Response:
 async def model_card(request: Request) -> JSONResponse:
     served = server_state(request).require_model()
     return JSONResponse(served.card_json, headers=_NO_CACHE)
+
+
+@router.get(
+    "/grader/info.json",
+    summary="The grader the live page runs per pod: CNN URL, threshold, area/elongation gate",
+    tags=["model"],
+)
+async def grader_info(request: Request) -> JSONResponse:
+    return JSONResponse(server_state(request).grader_info(), headers=_NO_CACHE)
+
+
+@router.get(
+    "/grader/cnn.onnx",
+    summary="The grader's pod-crop CNN (ONNX; crop float32 (N,3,32,64) in, tender_probability out)",
+    tags=["model"],
+)
+async def grader_cnn(request: Request) -> Response:
+    state = server_state(request)
+    path = state.grader.cnn_path if state.grader is not None else None
+    if path is None:
+        raise RequestProblem(404, state.grader_info()["message"] or "the served grader has no CNN")
+    return FileResponse(path, media_type="application/octet-stream", headers=_NO_CACHE)
 
 
 def _save_capture(state: ServerState, image: np.ndarray, mask_bytes: bytes | None) -> dict[str, Any]:

@@ -141,6 +141,63 @@ def load_served_model(spec: str | os.PathLike[str], *, threads: int = 1) -> Serv
     return ServedModel(onnx_path=Path(seg.path), card=seg.card, segmenter=seg)
 
 
+#: The gate thresholds the live page applies itself (area and elongation; see ``static/grade.js``).
+PAGE_GATE_KEYS = ("min_area_fraction", "max_area_fraction", "min_elongation", "max_elongation")
+
+
+@dataclass
+class ServedGrader:
+    """The tip-break grader whose pod-crop CNN the live page runs in the browser.
+
+    ``grader`` is an :class:`okrainsight.grading.model.Grader`; ``cnn_path`` is its ``cnn.onnx``
+    (input ``crop`` float32 ``(N, 3, 32, 64)`` RGB 0..1, output ``tender_probability`` ``(N, 1)``),
+    or None when the grader has no CNN (the page then shows no verdict).
+    """
+
+    grader: Any
+    source: str
+
+    @property
+    def cnn_path(self) -> Path | None:
+        path = getattr(self.grader.cnn, "path", None)
+        return Path(path) if path is not None and Path(path).is_file() else None
+
+    def page_info(self) -> dict[str, Any]:
+        """What the live page needs: CNN URL, verdict threshold and the area/elongation gate."""
+        g = self.grader
+        has_cnn = self.cnn_path is not None
+        gate = g.gate.to_dict()
+        return {
+            "grader": g.card.get("name") or Path(self.source).name,
+            "source": self.source,
+            "cnn": has_cnn,
+            "cnn_url": "/grader/cnn.onnx" if has_cnn else None,
+            "cnn_input": {"name": "crop", "shape": [3, 32, 64], "range": "RGB 0..1, background 0"},
+            "cnn_output": "tender_probability",
+            "threshold": float(g.threshold),
+            "gate": {k: float(gate[k]) for k in PAGE_GATE_KEYS},
+            "message": None if has_cnn else f"the grader {self.source} has no CNN (cnn.onnx): no verdict",
+        }
+
+
+def load_served_grader(spec: str | os.PathLike[str] | None) -> ServedGrader | None:
+    """The grader for the live page: a grader folder, ``"default"`` (the built-in grader; None when
+    it is not installed) or None / ``"none"`` (no grader).
+
+    Raises:
+        ModelError: a named grader folder that cannot be loaded.
+    """
+    if spec is None or os.fspath(spec).lower() == "none":
+        return None
+    from okrainsight.grading.model import BUILTIN_GRADER_DIR, resolve_grader
+
+    grader = resolve_grader(spec)
+    if grader is None:
+        return None
+    is_builtin = os.fspath(spec) == "default" and not Path(spec).exists()
+    return ServedGrader(grader=grader, source=str(BUILTIN_GRADER_DIR if is_builtin else Path(spec)))
+
+
 def segment_entry(name: str, seg: Any) -> dict[str, Any]:
     """The ``results.json`` image entry of ``okra segment`` for one segmentation of an uploaded image."""
     mask = np.asarray(seg.mask, dtype=bool)
@@ -238,6 +295,19 @@ class ServerState:
     work_dir: Path
     started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     version: str = __version__
+    grader: ServedGrader | None = None
+    grader_error: str | None = None
+
+    def grader_info(self) -> dict[str, Any]:
+        """``/grader/info.json``: the served grader for the live page, or why there is none."""
+        if self.grader is not None:
+            return self.grader.page_info()
+        return {
+            "grader": None,
+            "cnn": False,
+            "cnn_url": None,
+            "message": f"no grader: {self.grader_error or 'okra serve was started with --grader none'}",
+        }
 
     def require_model(self) -> ServedModel:
         if self.model is None:

@@ -6,14 +6,27 @@
 // frame (requestVideoFrameCallback where available). Query options: ?backend=wasm|webgpu|server,
 // ?threads=N (WASM threads; 1 by default: 2 threads were slower on 2 cores).
 //
-// For tests: window.okraStats = {fps, frames, backend, inferMs, jsMs (= captureMs + drawMs), pods, width, height, error}
+// Per-pod verdict (in the browser too): about twice a second (GRADE_MS) the largest MAX_GRADE pods
+// of the current frame pass the grader's area/elongation gate (grade.js, thresholds from
+// /grader/info.json) and the plausible ones go, as 64x32 crops (grade.js cnnInput, the port of
+// Python's cnn_input), through the grader's cnn.onnx in one batch; between gradings each pod shows
+// the cached verdict of the nearest graded pod. Without a CNN the page says so once and shows none.
+//
+// For tests: window.okraStats = {fps, frames, backend, inferMs, jsMs (= captureMs + drawMs), pods, width,
+//   height, error, grader ('cnn' | 'none' | 'loading'), gradings, gradeMs, okra (true | false | null), verdicts}
 // window.okraLastMask() -> {width, height, mask: base64 of H*W bytes 0/255}
 // window.okraLastFrame() -> {width, height, rgb: base64 of H*W*3 bytes, mask: base64 (same frame)}
+// window.okraLastGrade() -> {width, height, rgb, mask (the graded frame, base64), pods: [{bbox, area,
+//   elongation, reason, tender_probability}]}
 'use strict';
 
 (() => {
   const params = new URLSearchParams(location.search);
-  const stats = { fps: 0, frames: 0, backend: 'loading', inferMs: 0, jsMs: 0, captureMs: 0, drawMs: 0, pods: 0, width: 0, height: 0, error: null };
+  const stats = {
+    fps: 0, frames: 0, backend: 'loading', inferMs: 0, jsMs: 0, captureMs: 0, drawMs: 0, pods: 0, width: 0, height: 0, error: null,
+    grader: 'loading', gradings: 0, gradeMs: 0, okra: null, verdicts: [],
+  };
+  const GRADE_MS = 500, MAX_GRADE = 4;
   window.okraStats = stats;
   const $ = (id) => document.getElementById(id);
   const video = $('video');
@@ -23,6 +36,7 @@
 
   let W = 0, H = 0, session = null, tensor = null, rgb = null;
   let lastMask = null, lastInput = null;
+  let grader = null, cnn = null, lastGradeAt = -1e9, verdicts = [], lastGrade = null;
   let work, wctx, simg, spx, labels, stack;
   const frameTimes = [];
 
@@ -33,6 +47,7 @@
   };
   window.okraLastMask = () => (lastMask ? { width: W, height: H, mask: b64(lastMask) } : null);
   window.okraLastFrame = () => (lastMask ? { width: W, height: H, rgb: b64(lastInput), mask: b64(lastMask) } : null);
+  window.okraLastGrade = () => (lastGrade ? { width: W, height: H, rgb: b64(lastGrade.rgb), mask: b64(lastGrade.mask), pods: lastGrade.pods } : null);
 
   function wasmSimd() {
     try {
@@ -106,12 +121,13 @@
       if (labels[i]) continue;
       // flood fill one region (8-connected)
       const id = pods.length + 1;
-      let top = 0, area = 0, x0 = x, x1 = x, y0 = y, y1 = y;
+      let top = 0, area = 0, x0 = x, x1 = x, y0 = y, y1 = y, sx = 0, sy = 0;
       stack[top++] = i; labels[i] = id;
       while (top) {
         const j = stack[--top];
         area++;
         const jx = j % W, jy = (j - jx) / W;
+        sx += jx; sy += jy;
         if (jx < x0) x0 = jx; if (jx > x1) x1 = jx; if (jy < y0) y0 = jy; if (jy > y1) y1 = jy;
         for (let dy = -1; dy <= 1; dy++) {
           const ny = jy + dy;
@@ -124,18 +140,73 @@
           }
         }
       }
-      pods.push({ area, bbox: [x0, y0, x1 + 1, y1 + 1] });
+      pods.push({ id, area, bbox: [x0, y0, x1 + 1, y1 + 1], cx: sx / area, cy: sy / area });
     }
     // The overlay canvas has the model's size; CSS stretches it over the video (as the model saw it).
     octx.putImageData(simg, 0, 0);
-    const big = pods.filter((p) => p.area >= minArea);
+    return pods.filter((p) => p.area >= minArea).sort((a, b) => b.area - a.area);
+  }
+
+  // The verdict text of one graded pod: "tender 87%" / "tough 70%" (confidence in the verdict).
+  const verdictText = (p) => (p >= grader.threshold ? `tender ${Math.round(100 * p)}%` : `tough ${Math.round(100 * (1 - p))}%`);
+
+  // Gate and grade the largest pods of this frame (labels/rgb are this frame's); caches the verdicts.
+  async function gradePods(pods, frame) {
+    const t0 = performance.now();
+    const graded = [], inputs = [];
+    for (const p of pods.slice(0, MAX_GRADE)) {
+      const shape = OkraGrade.podShape(labels, W, p.id, p.bbox);
+      const reason = OkraGrade.gateReason(shape, W * H, grader.gate);
+      const g = { bbox: p.bbox, cx: p.cx, cy: p.cy, area: shape.area, elongation: shape.elongation, reason, tender_probability: null };
+      if (reason === 'ok') inputs.push([g, OkraGrade.cnnInput(frame, W, H, labels, p.id, p.bbox)]);
+      graded.push(g);
+    }
+    if (inputs.length) {
+      const n = inputs.length, size = 3 * OkraGrade.CNN_H * OkraGrade.CNN_W, batch = new Float32Array(n * size);
+      inputs.forEach(([, x], i) => batch.set(x, i * size));
+      const crop = new ort.Tensor('float32', batch, [n, 3, OkraGrade.CNN_H, OkraGrade.CNN_W]);
+      const out = (await cnn.run({ crop }, ['tender_probability'])).tender_probability.data;
+      inputs.forEach(([g], i) => { g.tender_probability = out[i]; });
+    }
+    verdicts = graded;
+    stats.okra = graded.some((g) => g.reason === 'ok');
+    stats.verdicts = graded.map((g) => ({ bbox: g.bbox, reason: g.reason, tender_probability: g.tender_probability, text: g.tender_probability === null ? null : verdictText(g.tender_probability) }));
+    const mask = new Uint8Array(W * H);
+    for (const g of graded) {
+      const id = pods.find((p) => p.bbox === g.bbox).id;
+      for (let y = g.bbox[1]; y < g.bbox[3]; y++) for (let x = g.bbox[0]; x < g.bbox[2]; x++) if (labels[y * W + x] === id) mask[y * W + x] = 255;
+    }
+    lastGrade = { rgb: frame.slice(), mask, pods: graded.map(({ bbox, area, elongation, reason, tender_probability }) => ({ bbox, area, elongation, reason, tender_probability })) };
+    stats.gradings += 1;
+    stats.gradeMs = performance.now() - t0;
+  }
+
+  // Labels: each pod takes the cached verdict of the nearest graded pod (centroids within a pod's size).
+  function drawLabels(pods) {
     octx.font = `${Math.max(8, Math.round(H / 18))}px system-ui`;
-    octx.fillStyle = '#ffe600';
-    big.forEach((p, k) => {
-      // Verdict placeholder: per-pod grading is not wired yet.
-      octx.fillText(`pod ${k + 1} · grade –`, p.bbox[0], Math.max(10, p.bbox[1] - 2));
+    octx.lineWidth = 3;
+    octx.strokeStyle = 'rgba(0,0,0,0.7)';
+    const shown = [];
+    pods.forEach((p, k) => {
+      let text = `pod ${k + 1}`;
+      if (cnn) {
+        let best = null, bestD = Infinity;
+        for (const g of verdicts) {
+          const d = Math.hypot(g.cx - p.cx, g.cy - p.cy);
+          if (d < bestD) { bestD = d; best = g; }
+        }
+        const reach = Math.max(p.bbox[2] - p.bbox[0], p.bbox[3] - p.bbox[1]) / 2;
+        if (best && bestD <= reach && best.tender_probability !== null) { text = verdictText(best.tender_probability); shown.push(text); }
+      }
+      const ty = Math.max(10, p.bbox[1] - 2);
+      octx.fillStyle = text.startsWith('tough') ? '#ff8a5c' : '#ffe600';
+      octx.strokeText(text, p.bbox[0], ty);
+      octx.fillText(text, p.bbox[0], ty);
     });
-    return big.length;
+    if (!cnn) return;
+    const tender = shown.filter((t) => t.startsWith('tender')).length;
+    $('verdict').textContent = stats.okra === false ? 'not okra'
+      : stats.okra === null ? 'grading…' : `${tender} tender, ${shown.length - tender} tough`;
   }
 
   async function processFrame() {
@@ -150,7 +221,13 @@
     const t2 = performance.now();
     lastMask = mask;
     lastInput = rgb.slice();
-    const pods = drawOverlay(mask);
+    const found = drawOverlay(mask);
+    const pods = found.length;
+    if (cnn && t2 - lastGradeAt >= GRADE_MS) {
+      lastGradeAt = t2;
+      await gradePods(found, rgb);
+    }
+    drawLabels(found);
     const t3 = performance.now();
     frameTimes.push(t3);
     while (frameTimes.length && frameTimes[0] < t3 - 1000) frameTimes.shift();
@@ -215,6 +292,35 @@
     };
   }
 
+  // The grader's CNN (same onnxruntime-web as the student); without one the page says so once.
+  async function startGrader() {
+    try {
+      grader = await (await fetch('/grader/info.json')).json();
+    } catch (e) {
+      grader = { cnn: false, message: 'no verdict: the grader information did not load' };
+    }
+    if (!grader.cnn) {
+      stats.grader = 'none';
+      $('verdict').textContent = 'no verdict';
+      say(grader.message || 'no verdict: the grader has no CNN');
+      return;
+    }
+    if (typeof ort === 'undefined' || typeof OkraGrade === 'undefined') {
+      stats.grader = 'none';
+      $('verdict').textContent = 'no verdict';
+      say('no verdict: the pod grader needs the in-browser model (not ?backend=server)');
+      return;
+    }
+    try {
+      cnn = await ort.InferenceSession.create(grader.cnn_url, { executionProviders: ['wasm'] });
+      stats.grader = 'cnn';
+    } catch (e) {
+      stats.grader = 'none';
+      $('verdict').textContent = 'no verdict';
+      say('no verdict: the grader CNN did not load (' + e + ')');
+    }
+  }
+
   async function main() {
     if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('service worker:', e));
     const card = await (await fetch('/model/card.json')).json();
@@ -237,6 +343,7 @@
       }
     }
     stats.backend = backend;
+    await startGrader();
     $('backend').textContent = backend === 'server' ? 'server inference' : `on device (${backend})`;
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: false, video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 720 } },

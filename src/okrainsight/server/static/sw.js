@@ -1,23 +1,27 @@
 // OkraInsight service worker: caches the live page, the ONNX runtime and the model so the app
 // installs to the home screen and works offline after the first visit.
-// The server replaces __OKRA_VERSION__ with a hash of the page, runtime and model files.
+// The server replaces __OKRA_VERSION__ with a hash of the page, runtime, model and grader files, and
+// the EXTRA list with the grader's CNN URL when the served grader has one.
 const CACHE = 'okra-__OKRA_VERSION__';
 const PRECACHE = [
   '/',
   '/static/app.js',
+  '/static/grade.js',
   '/static/style.css',
   '/manifest.webmanifest',
   '/icons/icon-192.png',
   '/icons/icon-512.png',
   '/model/card.json',
   '/model/model.onnx',
+  '/grader/info.json',
   '/static/vendor/ort.wasm.min.js',
   '/static/vendor/ort-wasm-simd-threaded.mjs',
   '/static/vendor/ort-wasm-simd-threaded.wasm',
 ];
+const EXTRA = /*__OKRA_EXTRA__*/[];
 
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE.concat(EXTRA))).then(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => {
