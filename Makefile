@@ -34,7 +34,7 @@ demo: $(STAMP)
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
 # The built-in default model, reproducibly: render the data (tools/prepare_default_data.py),
-# train (configs/default.yaml, then configs/default-finetune.yaml and configs/default-round3.yaml, each from the last weights), install into src/okrainsight/models/default (fp16 weights + ONNX).
+# train (configs/default.yaml, then configs/default-finetune.yaml, configs/default-round3.yaml and configs/default-round4.yaml, each from the last weights), install into src/okrainsight/models/default (fp16 weights + ONNX).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 .PHONY: train-default
@@ -46,7 +46,10 @@ train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r3 --n 5000 --seed 2 --size 384x288
 	$(BIN)/okra train $(DEFAULT_DATA)-r3 --out $(DEFAULT_RUN)-r3 --config configs/default-round3.yaml \
 		--init-from $(DEFAULT_RUN)-ft
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r3 --recipe $(DEFAULT_DATA)-r3/recipe.json
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r4 --n 5000 --seed 3 --size 384x288
+	$(BIN)/okra train $(DEFAULT_DATA)-r4 --out $(DEFAULT_RUN)-r4 --config configs/default-round4.yaml \
+		--init-from $(DEFAULT_RUN)-r3
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r4 --recipe $(DEFAULT_DATA)-r4/recipe.json
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
 # (web/package-lock.json), copied into the package's static files; nothing is fetched from a CDN at run time.

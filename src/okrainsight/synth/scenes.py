@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-2"
+RENDERER_VERSION = "okrainsight-synth-3"
 
 
 @dataclass
@@ -451,7 +451,7 @@ def render_scene(
         n = int(rng.integers(2, 6))
         a = float(rng.uniform(-0.5, 0.5) + rng.choice([0.0, np.pi]))
         perp = np.array([-np.sin(a), np.cos(a)])
-        scale = big * rng.uniform(0.6, 1.05)
+        scale = big * rng.uniform(0.4, 1.05)
         spacing = scale * rng.uniform(0.14, 0.3)
         fan = rng.uniform(0.0, 0.5)
         for i in range(n):
@@ -477,8 +477,8 @@ def render_scene(
         n = int(rng.integers(2, 7))
         a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
         perp = np.array([-np.sin(a), np.cos(a)])
-        scale = big * rng.uniform(0.5, 0.8)
-        spacing = scale * 0.17
+        scale = big * rng.uniform(0.35, 0.8)
+        spacing = scale * rng.uniform(0.12, 0.2)
         for i in range(n):
             off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
             c = (w / 2 + perp[0] * off + rng.normal(0, scale * 0.05), h / 2 + perp[1] * off)
@@ -492,18 +492,19 @@ def render_scene(
         if kind == "plate":
             region = _plate(rng, bg)
         n = int(rng.integers(1, 9))
-        scale = dim * rng.uniform(0.35, 0.85)
+        scale = dim * rng.uniform(0.25, 0.85)
         items = _place_pods(rng, n, scale, (w, h), light, include_stem, region, tilt_prob=0.15)
         items += _distractors(rng, int(rng.integers(0, 4)), scale, (w, h), light, SURFACE_DISTRACTORS)
         order = rng.permutation(len(items))
         sprites = [items[i] for i in order]
     elif kind == "pile":
-        scale = dim * rng.uniform(0.4, 1.0)
+        # Market photographs are often taken from afar: pods from a fifth of the frame up.
+        scale = dim * float(np.exp(rng.uniform(np.log(0.2), np.log(1.0))))
         a = rng.uniform(-np.pi, np.pi)
         # Enough pods to cover the frame two to three times over (pod area ~ 0.1 length^2):
         # market piles show pods to the edges, with little or no background between them.
         cover = rng.uniform(1.6, 3.0)
-        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 48))
+        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 110))
         items = _place_pods(
             rng,
             n,
