@@ -77,7 +77,9 @@ def planted():
 def grader(tmp_path_factory) -> Grader:
     """A small grader trained on rendered pods and rendered look-alikes (seeds 10_000+)."""
     out = tmp_path_factory.mktemp("grader")
-    train_synthetic_grader(out, n=90, n_negative=45, seed=10_000, size=SIZE, folds=3, progress=False)
+    train_synthetic_grader(
+        out, n=90, n_negative=45, seed=10_000, size=SIZE, folds=3, okra_cnn=False, progress=False
+    )
     return load_grader(out)
 
 
@@ -249,9 +251,9 @@ def test_gate_rejects_distractor_only_renders(grader):
         rejected += not okra_found(grades)
         assert all(g.tender_probability is None for g in grades if not g.gate.passed)
     assert scenes >= 15 and components >= 20
-    # measured: about 80% of such scenes end with no plausible pod (docs/grading.md); the rest
-    # hold a green bean or pea pod that passes shape, colour and likeness
-    assert rejected >= 0.75 * scenes
+    # this small grader (90 scenes, no okra CNN) rejects about 70% of such scenes; the built-in
+    # grader's rates, per look-alike kind, are tested in test_gate.py (figures: docs/grading.md)
+    assert rejected >= 0.55 * scenes
 
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])

@@ -267,6 +267,22 @@ def test_export_grader_writes_cnn_with_parity(podcnn_grader: Path, tmp_path: Pat
     assert not list((tmp_path / "grader").glob(".check-*"))
 
 
+def test_export_builtin_grader_keeps_the_gates_okra_cnn(tmp_path: Path) -> None:
+    """The built-in grader's okra-likeness CNN goes with the export, so the exported grader gates
+    pods exactly as the built-in one does."""
+    from okrainsight.export import export_grader
+    from okrainsight.grading.model import BUILTIN_GRADER_DIR
+
+    builtin = load_grader(BUILTIN_GRADER_DIR)
+    assert builtin.okra_cnn is not None
+    res = export_grader("default", tmp_path / "grader")
+    assert {"okra_cnn.onnx", "cnn.onnx"} <= {p.name for p in res.files}
+    exported = load_grader(tmp_path / "grader")
+    assert exported.okra_cnn is not None
+    card = (tmp_path / "grader" / "grader.json").read_bytes()
+    assert card == (BUILTIN_GRADER_DIR / "grader.json").read_bytes()  # same gate thresholds
+
+
 def test_export_grader_without_cnn_fails_cleanly(tmp_path: Path) -> None:
     from okrainsight.errors import ModelError
     from okrainsight.export import export_grader

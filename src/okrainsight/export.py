@@ -1393,7 +1393,14 @@ def export_grader(
     import torch
 
     from okrainsight.grading.cnn import CNN_ONNX, CNN_WEIGHTS, CnnRunner, export_cnn_onnx, load_cnn_torch
-    from okrainsight.grading.model import BUILTIN_GRADER_DIR, GRADER_FILE, GRADER_ONNX, load_grader
+    from okrainsight.grading.model import (
+        BUILTIN_GRADER_DIR,
+        GRADER_FILE,
+        GRADER_ONNX,
+        OKRA_CNN_ONNX,
+        OKRA_CNN_WEIGHTS,
+        load_grader,
+    )
 
     src = Path(grader)
     if os.fspath(grader) == "default" and not src.exists():
@@ -1480,7 +1487,8 @@ def export_grader(
 
         _checked_export(out / "cnn.mlpackage", write_coreml, check_coreml)
         files.append(out / "cnn.mlpackage")
-    for name in (GRADER_FILE, GRADER_ONNX, CNN_WEIGHTS):
+    # The okra-likeness CNN of the gate (when the grader has one) travels as it is.
+    for name in (GRADER_FILE, GRADER_ONNX, CNN_WEIGHTS, OKRA_CNN_ONNX, OKRA_CNN_WEIGHTS):
         if (src / name).is_file():
             atomic_write_bytes(out / name, (src / name).read_bytes())
             files.append(out / name)

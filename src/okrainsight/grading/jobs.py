@@ -30,7 +30,7 @@ from okrainsight import __version__
 from okrainsight.errors import ConfigError, DatasetError, ImageReadError, ModelError, OkraError
 from okrainsight.grading.data import LabelledPhoto, PodSample, collect_labelled_photos, pod_sample
 from okrainsight.grading.features import FEATURE_NAMES, pod_features
-from okrainsight.grading.gate import GateConfig
+from okrainsight.grading.gate import GateConfig, colour_plausible, gate_pod
 from okrainsight.grading.model import Grader, Reference, fit_linear, load_grader
 from okrainsight.imageio import atomic_output, atomic_write_text
 
@@ -246,8 +246,8 @@ def train_grader(
         folds: grouped cross-validation folds for choosing C and calibrating.
         test_fraction: share of photos (whole okra) held out for the test metrics (0: none).
         cnn: also train the small CNN on masked pod crops (needs torch) and average it in.
-        okra_model: grader whose okra-likeness model the gate reuses (``"default"``: the
-            built-in grader's, when installed; None: no okra-likeness check).
+        okra_model: grader whose okra-likeness model the gate reuses, with its threshold and
+            okra CNN (``"default"``: the built-in grader's, when installed; None: no okra-likeness check).
 
     Returns:
         The metrics written into the card (``cv_auc``, ``test`` ...).
@@ -282,18 +282,18 @@ def train_grader(
         "n_photos_without_pod": len(col.no_pod),
         "n_errors": len(col.errors),
     }
-    okra = None
+    base: Grader | None = None
     if isinstance(okra_model, str):
         try:
             base = load_grader(okra_model)
-            okra = base.okra
         except ModelError as exc:
             log.warning("no okra-likeness model for the gate (%s)", exc)
     elif isinstance(okra_model, Grader):
-        okra = okra_model.okra
+        base = okra_model
     grader = Grader(
         tender=lin,
-        okra=okra,
+        okra=None if base is None else base.okra,
+        min_okra_likeness=0.5 if base is None or base.okra is None else base.min_okra_likeness,
         reference=Reference.fit(X),
         card={
             "name": name or Path(out).name,
@@ -310,6 +310,11 @@ def train_grader(
     )
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
+    if base is not None and base.okra is not None and base.okra_cnn is not None:
+        # the likeness threshold belongs to the mean of both okra models: the CNN comes along
+        # (Grader.save copies its okra_cnn.onnx)
+        grader.okra_cnn = base.okra_cnn
+        grader.card["okra_cnn"] = dict(base.card.get("okra_cnn") or {})
     if cnn:
         from okrainsight.grading.cnn import CNN_ONNX, CnnRunner, train_cnn
 
@@ -544,12 +549,34 @@ def render_lookalike_scene(
     return apply_camera(canvas, rng), distr
 
 
+def _cnn_crop(image: np.ndarray, pod: Any) -> np.ndarray:
+    from okrainsight.grading.cnn import cnn_input
+
+    return cnn_input(image, pod.crop, pod.bbox)
+
+
+def _gated_features(image: np.ndarray, pod: Any, gate: GateConfig | None) -> np.ndarray | None:
+    """The features of a :class:`okrainsight.runtime.Pod`, or None when ``gate`` is given and the
+    pod fails its shape tests (area, elongation, solidity) or its colour test: the okra-likeness
+    model only ever sees pods past those tests, so it is fitted on them alone."""
+    if gate is not None:
+        decision = gate_pod(pod.crop, image.shape, length_px=pod.length_px, config=gate)
+        if not decision.passed:
+            return None
+    x = pod_features(image, pod.crop, bbox=pod.bbox, length_px=pod.length_px)
+    if gate is not None and not colour_plausible(x, gate):
+        return None
+    return x
+
+
 def rendered_lookalike_features(
     n: int,
     seed: int,
     size: tuple[int, int],
     *,
     per_kind: int = 0,
+    gate: GateConfig | None = None,
+    crops: list[np.ndarray] | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of the distractors (beans, chillies, cucumbers, leaves ...) in ``n`` negative
@@ -557,7 +584,9 @@ def rendered_lookalike_features(
     (:func:`render_lookalike_scene`, seeds from ``seed + n``).
 
     Every distractor component (:func:`okrainsight.runtime.find_pods` of the distractor mask,
-    as a segmenter that wrongly took the distractors for okra would give them) counts.
+    as a segmenter that wrongly took the distractors for okra would give them) counts; with
+    ``gate``, only those that pass its shape and colour tests. With a ``crops`` list, each kept
+    component's CNN input (:func:`okrainsight.grading.cnn.cnn_input`) is appended to it.
 
     Returns:
         ``(X, group)``: ``(N, F)`` features and ``(N,)`` scene keys (int).
@@ -571,8 +600,12 @@ def rendered_lookalike_features(
 
     def add(image: np.ndarray, mask: np.ndarray, key: int) -> None:
         for pod in find_pods(mask):
-            X.append(pod_features(image, pod.crop, bbox=pod.bbox, length_px=pod.length_px))
-            g.append(key)
+            x = _gated_features(image, pod, gate)
+            if x is not None:
+                X.append(x)
+                g.append(key)
+                if crops is not None:
+                    crops.append(_cnn_crop(image, pod))
 
     for i in tqdm(range(n), desc="look-alikes", unit="scene", disable=not progress, file=sys.stderr):
         sc = _render(render_scene, seed + i, size, "negative")
@@ -592,6 +625,158 @@ def rendered_lookalike_features(
     return np.array(X).reshape(-1, len(FEATURE_NAMES)), np.array(g)
 
 
+#: Scene kinds whose pods are the okra-likeness model's positives.
+OKRA_KINDS = ("white", "bunch", "cloth", "wood", "plate", "pile", "plant")
+
+
+def rendered_okra_features(
+    n: int,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    kinds: tuple[str, ...] = OKRA_KINDS,
+    gate: GateConfig | None = None,
+    min_visible: float = 0.8,
+    crops: list[np.ndarray] | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the okra pods in ``n`` rendered scenes of every kind (taken in turn), as a
+    segmenter would hand them over: each pod's ground-truth mask, cleaned and cut to its largest
+    piece by :func:`okrainsight.runtime.find_pods`. Pods less than ``min_visible`` visible are
+    left out; with ``gate``, so are those that fail its shape and colour tests. With a ``crops``
+    list, each kept pod's CNN input is appended to it.
+
+    Returns:
+        ``(X, group)``: ``(N, F)`` features and ``(N,)`` scene seeds.
+    """
+    from tqdm import tqdm
+
+    from okrainsight.runtime import find_pods
+    from okrainsight.synth import render_scene
+
+    X, g = [], []
+    for i in tqdm(range(n), desc="okra pods", unit="scene", disable=not progress, file=sys.stderr):
+        sc = _render(render_scene, seed + i, size, kinds[i % len(kinds)])
+        if sc is None:
+            continue
+        for pod in sc.pods:
+            if pod["visible_fraction"] < min_visible:
+                continue
+            pieces = find_pods(sc.instances == pod["id"])
+            x = _gated_features(sc.image, pieces[0], gate) if pieces else None
+            if x is not None:
+                X.append(x)
+                g.append(seed + i)
+                if crops is not None:
+                    crops.append(_cnn_crop(sc.image, pieces[0]))
+    return np.array(X).reshape(-1, len(FEATURE_NAMES)), np.array(g)
+
+
+@dataclass
+class OkraLikeness:
+    """The fitted okra-vs-look-alike model and what the card says about it."""
+
+    model: Any
+    min_okra_likeness: float
+    metrics: dict[str, Any]
+    trained_on: str
+    cnn: dict[str, Any] | None = None
+
+
+def fit_okra_likeness(
+    n: int,
+    n_negative: int,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    gate: GateConfig | None = None,
+    per_kind: int | None = None,
+    recall: float = 0.9,
+    folds: int = 5,
+    cnn_out: str | os.PathLike[str] | None = None,
+    cnn_epochs: int = 10,
+    cnn_holdout: float = 0.2,
+    progress: bool = False,
+) -> OkraLikeness:
+    """Fit the gate's okra-likeness model on renders.
+
+    Positives: pods of ``n`` scenes of every okra kind (:func:`rendered_okra_features`, seeds from
+    ``seed + 2_000_000``). Negatives: the distractors of ``n_negative`` negative renders and of
+    ``per_kind`` (default ``max(2, n_negative // 5)``) single-kind scenes of each look-alike
+    (:func:`rendered_lookalike_features`, seeds from ``seed + 1_000_000``). Both sides only keep
+    what passes ``gate``'s shape and colour tests (default :class:`GateConfig`). The threshold
+    ``min_okra_likeness`` keeps ``recall`` of the positives' calibrated out-of-fold probabilities.
+
+    With ``cnn_out`` (a grader folder) the okra CNN is trained too (torch; the tender CNN's network
+    and input, :mod:`okrainsight.grading.cnn`) on the crops of all but a ``cnn_holdout`` share of
+    the scenes and written there as ``okra_cnn.onnx`` / ``okra_cnn.safetensors``; the likeness is
+    then the mean of both models, and the threshold keeps ``recall`` of the held-out scenes' pods
+    (the feature model's out-of-fold probability averaged with the CNN's).
+    """
+    cfg = gate or GateConfig()
+    k = max(2, n_negative // 5) if per_kind is None else int(per_kind)
+    cp: list[np.ndarray] | None = [] if cnn_out is not None else None
+    cn: list[np.ndarray] | None = [] if cnn_out is not None else None
+    Xp, gp = rendered_okra_features(n, seed + 2_000_000, size, gate=cfg, crops=cp, progress=progress)
+    Xn, gn = rendered_lookalike_features(
+        n_negative, seed + 1_000_000, size, per_kind=k, gate=cfg, crops=cn, progress=progress
+    )
+    X = np.concatenate([Xp, Xn])
+    y = np.concatenate([np.ones(len(Xp), int), np.zeros(len(Xn), int)])
+    g = np.concatenate([gp, gn])
+    model, rep = fit_linear(X, y, g, folds=folds, seed=seed)
+    oof = rep.oof_probability
+    test = np.ones(len(y), bool)
+    cnn_info = None
+    if cnn_out is not None and cp is not None and cn is not None:
+        from okrainsight.grading.cnn import CNN_ONNX, CNN_WEIGHTS, CnnRunner, fit_cnn
+        from okrainsight.grading.model import OKRA_CNN_ONNX, OKRA_CNN_WEIGHTS
+
+        crops = np.stack(cp + cn)
+        scenes = np.unique(g)
+        held = set(np.random.default_rng(seed).permutation(scenes)[: int(round(cnn_holdout * len(scenes)))])
+        test = np.array([v in held for v in g])
+        outp = Path(cnn_out)
+        tmp = outp / ".okra_cnn"
+        cnn_info = fit_cnn(crops[~test], y[~test].astype(float), tmp, epochs=cnn_epochs, seed=seed)
+        os.replace(tmp / CNN_ONNX, outp / OKRA_CNN_ONNX)
+        os.replace(tmp / CNN_WEIGHTS, outp / OKRA_CNN_WEIGHTS)
+        tmp.rmdir()
+        p_cnn = CnnRunner(outp / OKRA_CNN_ONNX).predict(crops[test])
+        cnn_info.update(
+            {
+                "n_train": int((~test).sum()),
+                "n_holdout": int(test.sum()),
+                "holdout_auc": roc_auc(y[test], p_cnn),
+                "holdout_auc_features_oof": roc_auc(y[test], oof[test]),
+                "holdout_auc_combined": roc_auc(y[test], 0.5 * (p_cnn + oof[test])),
+                "combine": "mean with the feature model's okra likeness",
+            }
+        )
+        oof = oof.copy()
+        oof[test] = 0.5 * (oof[test] + p_cnn)
+    yt, ot = y[test], oof[test]
+    thr = float(np.quantile(ot[yt == 1], 1.0 - recall)) if (yt == 1).any() else 0.5
+    thr = float(np.clip(thr, 0.05, 0.95))
+    rejected = float(np.mean(ot[yt == 0] < thr)) if (yt == 0).any() else None
+    metrics = {
+        "okra_vs_lookalike_cv_auc": rep.best_auc,
+        "okra_model_form": "quadratic" if rep.quadratic else "linear",
+        "okra_n_pods": len(Xp),
+        "n_lookalikes": len(Xn),
+        "okra_cv_recall_at_threshold": float(np.mean(ot[yt == 1] >= thr)),
+        "lookalike_cv_rejected_at_threshold": rejected,
+    }
+    trained_on = (
+        f"Okra likeness: {len(Xp)} pods of {n} scenes of kinds {', '.join(OKRA_KINDS)} against "
+        f"{len(Xn)} look-alikes from {n_negative} negative renders and {k} single-kind scenes of each "
+        f"of {', '.join(LOOKALIKE_KINDS)}, all past the shape and colour tests; threshold "
+        f"{thr:.3f} keeps {recall:.0%} of the pods out of fold"
+        + (" (with the okra CNN, on held-out scenes)." if cnn_info else ".")
+    )
+    return OkraLikeness(model, thr, metrics, trained_on, cnn_info)
+
+
 def train_synthetic_grader(
     out: str | os.PathLike[str],
     *,
@@ -603,12 +788,16 @@ def train_synthetic_grader(
     cnn: bool = False,
     cnn_epochs: int = 30,
     cnn_holdout: float = 0.2,
+    okra_cnn: bool = True,
+    okra_cnn_epochs: int = 10,
     progress: bool = True,
 ) -> Grader:
     """Train the default grader on rendered pods (tenderness from the renderer's age cue) and save it.
 
-    The okra-likeness model is fitted on the same pods against the distractors of ``n_negative``
-    negative renders (different seeds). ``seed`` makes the whole run reproducible.
+    The gate's okra-likeness model and its threshold come from :func:`fit_okra_likeness` (pods of
+    ``n`` scenes of every okra kind against the look-alikes of ``n_negative`` negative renders and
+    single-kind scenes; other seeds), with the okra CNN (``okra_cnn``, ``okra_cnn_epochs``) averaged
+    in. ``seed`` makes the whole run reproducible.
 
     With ``cnn`` the pod-crop CNN (:mod:`okrainsight.grading.cnn`) is trained too, on the pods of
     all but a ``cnn_holdout`` share of the scenes; the held-out scenes' pods give its ROC-AUC alone
@@ -616,24 +805,29 @@ def train_synthetic_grader(
     """
     X, t, age, g, crops = _rendered_pods(n, seed, size, progress=progress, crops=cnn)
     lin, rep = fit_linear(X, t.astype(int), g, folds=folds, seed=seed)
-    Xn, gn = rendered_lookalike_features(n_negative, seed + 1_000_000, size, progress=progress)
-    Xo = np.concatenate([X, Xn])
-    yo = np.concatenate([np.ones(len(X), int), np.zeros(len(Xn), int)])
-    go = np.concatenate([g, gn])
-    okra, orep = fit_linear(Xo, yo, go, folds=folds, seed=seed)
+    like = fit_okra_likeness(
+        n,
+        n_negative,
+        seed,
+        size,
+        folds=folds,
+        cnn_out=out if okra_cnn else None,
+        cnn_epochs=okra_cnn_epochs,
+        progress=progress,
+    )
     clear = np.abs(age - 0.5) > 0.15
     grader = Grader(
         tender=lin,
-        okra=okra,
+        okra=like.model,
         reference=Reference.fit(X),
+        min_okra_likeness=like.min_okra_likeness,
         card={
             "name": "grader-default",
             "kind": "features+logistic",
             "note": DEFAULT_NOTE,
             "trained_on": (
                 f"{len(X)} whole pods from {n} rendered scenes (kinds white, wood, cloth; "
-                f"{size[0]}x{size[1]}, seed {seed}); tender = renderer age < 0.5. "
-                f"Look-alikes: {len(Xn)} distractors from {n_negative} negative renders."
+                f"{size[0]}x{size[1]}, seed {seed}); tender = renderer age < 0.5. " + like.trained_on
             ),
             "command": f"okra grade train-synth OUT --n {n} --n-negative {n_negative} --seed {seed} "
             f"--size {size[0]}x{size[1]}",
@@ -644,13 +838,17 @@ def train_synthetic_grader(
                 "model_form": "quadratic" if rep.quadratic else "linear",
                 "cv_auc_clear_age": roc_auc(t[clear], rep.oof_probability[clear]),
                 "cv": classification_metrics(t, rep.oof_probability),
-                "okra_vs_lookalike_cv_auc": orep.best_auc,
-                "okra_model_form": "quadratic" if orep.quadratic else "linear",
                 "n_pods": len(X),
-                "n_lookalikes": len(Xn),
+                **like.metrics,
             },
         },
     )
+    if like.cnn is not None:
+        from okrainsight.grading.cnn import CnnRunner
+        from okrainsight.grading.model import OKRA_CNN_ONNX
+
+        grader.okra_cnn = CnnRunner(Path(out) / OKRA_CNN_ONNX)
+        grader.card["okra_cnn"] = like.cnn
     if cnn:
         from okrainsight.grading.cnn import CNN_ONNX, CnnRunner, fit_cnn
 
@@ -684,12 +882,18 @@ def train_synthetic_grader(
 
 __all__ = [
     "DEFAULT_NOTE",
+    "LOOKALIKE_KINDS",
+    "OKRA_KINDS",
+    "OkraLikeness",
     "classification_metrics",
     "collect_pods",
     "evaluate_grader",
+    "fit_okra_likeness",
     "plot_reliability",
     "reliability_bins",
+    "render_lookalike_scene",
     "rendered_lookalike_features",
+    "rendered_okra_features",
     "rendered_pod_features",
     "roc_auc",
     "train_grader",

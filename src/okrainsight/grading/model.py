@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 GRADER_FILE = "grader.json"
 GRADER_ONNX = "grader.onnx"
 GRADER_FORMAT = "okrainsight-grader-1"
+#: The optional okra-vs-look-alike CNN of the gate (same input and network as the tender CNN).
+OKRA_CNN_ONNX = "okra_cnn.onnx"
+OKRA_CNN_WEIGHTS = "okra_cnn.safetensors"
 #: Folder of the built-in grader (package data).
 BUILTIN_GRADER_DIR = Path(__file__).resolve().parent.parent / "models" / "grader-default"
 
@@ -202,6 +205,8 @@ class Grader:
         feature_names: the features, in order (must equal :data:`FEATURE_NAMES` to grade photos).
         card: the rest of ``grader.json`` (name, metrics, provenance, note ...).
         cnn: the optional pod-crop CNN (``cnn.onnx`` in the folder); its probability is averaged in.
+        okra_cnn: the optional okra-vs-look-alike CNN on the same crops (``okra_cnn.onnx``); its
+            probability is averaged with ``okra``'s for the likeness test.
     """
 
     tender: LinearModel
@@ -213,6 +218,7 @@ class Grader:
     feature_names: tuple[str, ...] = FEATURE_NAMES
     card: dict[str, Any] = field(default_factory=dict)
     cnn: Any | None = None
+    okra_cnn: Any | None = None
 
     # ---- inference on features
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -229,9 +235,16 @@ class Grader:
             raise ModelError("this grader has a CNN: pass the pods' crops too")
         return 0.5 * (p + self.cnn.predict(crops))
 
-    def okra_likeness(self, X: np.ndarray) -> np.ndarray | None:
-        """Okra-vs-look-alike probability ``(N,)``, or None without that model."""
-        return None if self.okra is None else self.okra.predict_proba(X)
+    def okra_likeness(self, X: np.ndarray, crops: np.ndarray | None = None) -> np.ndarray | None:
+        """Okra-vs-look-alike probability ``(N,)``, or None without that model. With an okra CNN
+        and the pods' crops ``(N, 3, 32, 64)`` (:func:`okrainsight.grading.cnn.cnn_input`), the
+        mean of the feature model's and the CNN's probabilities; without crops, the feature model's."""
+        if self.okra is None:
+            return None
+        p = self.okra.predict_proba(X)
+        if self.okra_cnn is not None and crops is not None:
+            p = 0.5 * (p + self.okra_cnn.predict(crops))
+        return p
 
     # ---- inference on photos
     def grade_pod(
@@ -259,7 +272,7 @@ class Grader:
             return PodGrade(decision, None, None)
         x = pod_features(image, pod_mask, bbox=bbox, length_px=decision.stats["length_px"])[None]
         crop = None
-        if self.cnn is not None:
+        if self.cnn is not None or self.okra_cnn is not None:
             from okrainsight.grading.cnn import cnn_input
 
             m = np.asarray(pod_mask) > 0
@@ -276,7 +289,7 @@ class Grader:
         """The appearance tests (colour, novelty, likeness) and the verdict for a pod that passed
         the shape gate (``decision``); ``crop`` is the CNN input when the grader has a CNN."""
         x = np.asarray(features, np.float64)[None]
-        like = self.okra_likeness(x)
+        like = self.okra_likeness(x, None if crop is None else np.asarray(crop)[None])
         like_v = None if like is None else float(like[0])
         nov = None if self.reference is None else float(self.reference.novelty(x)[0])
         reason = None
@@ -307,6 +320,11 @@ class Grader:
     # ---- persistence
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.card)
+        # the card names the okra CNN exactly when the grader holds one (load_grader needs its file)
+        if self.okra_cnn is None:
+            d.pop("okra_cnn", None)
+        elif not d.get("okra_cnn"):
+            d["okra_cnn"] = {"file": OKRA_CNN_ONNX}
         d.update(
             {
                 "format": GRADER_FORMAT,
@@ -356,11 +374,19 @@ class Grader:
         )
 
     def save(self, directory: str | os.PathLike[str], *, onnx: bool = True) -> Path:
-        """Write ``grader.json`` (and ``grader.onnx`` when the ``onnx`` package is installed)."""
+        """Write ``grader.json`` (and ``grader.onnx`` when the ``onnx`` package is installed), and
+        the okra CNN's ``okra_cnn.onnx`` when the grader holds one loaded from elsewhere."""
         from okrainsight.imageio import atomic_write_bytes, atomic_write_text
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        if self.okra_cnn is not None:
+            src = Path(getattr(self.okra_cnn, "path", ""))
+            dst = out / OKRA_CNN_ONNX
+            if not src.is_file():
+                raise ModelError(f"{out}: the okra CNN's file {src} is missing; cannot save the grader")
+            if src.resolve() != dst.resolve():
+                atomic_write_bytes(dst, src.read_bytes())
         atomic_write_text(out / GRADER_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
         if onnx:
             try:
@@ -418,6 +444,17 @@ def load_grader(spec: str | os.PathLike[str]) -> Grader:
         if not (p.parent / CNN_ONNX).is_file():
             raise ModelError(f"{p.parent}: the card names a CNN but {CNN_ONNX} is missing")
         grader.cnn = CnnRunner(p.parent / CNN_ONNX)
+    if data.get("okra_cnn"):
+        from okrainsight.grading.cnn import CnnRunner
+
+        if (p.parent / OKRA_CNN_ONNX).is_file():
+            grader.okra_cnn = CnnRunner(p.parent / OKRA_CNN_ONNX)
+        else:  # e.g. a folder exported for phones: the likeness test falls back to the features
+            log.warning(
+                "%s: the card names an okra CNN but %s is missing; okra likeness from features alone",
+                p.parent,
+                OKRA_CNN_ONNX,
+            )
     return grader
 
 
@@ -684,6 +721,8 @@ __all__ = [
     "FitReport",
     "Grader",
     "LinearModel",
+    "OKRA_CNN_ONNX",
+    "OKRA_CNN_WEIGHTS",
     "PodGrade",
     "Reference",
     "default_grader",
