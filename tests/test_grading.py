@@ -329,6 +329,12 @@ def test_runtime_and_segment_output_carry_tender_probability(grader, green_model
     assert len(graded) >= 2
     assert all(0.0 <= p.tender_probability <= 1.0 for p in graded)
     assert all(p.tender_probability is None for p in result.pods if not p.okra_plausible)
+    assert result.okra_found
+    for p in result.pods:  # every pod gated out: the photo holds no okra
+        p.okra_plausible, p.gate_reason = False, "not okra-like"
+    assert not result.okra_found
+    result.pods[0].gate_reason = "too large"  # ... unless one region is a whole heap of pods
+    assert result.okra_found
     write_image(tmp_path / "three.png", image)
     write_image(tmp_path / "coffee.png", _skimage("coffee"))
     results = segment_inputs(
@@ -344,6 +350,11 @@ def test_runtime_and_segment_output_carry_tender_probability(grader, green_model
     assert sum(p["tender_probability"] is not None for p in pods) >= 2
     assert all({"okra_plausible", "gate"} <= set(p) for p in pods)
     assert all(p["tender_probability"] is None for p in by_name["coffee.png"]["pods"])
+    # okra_found follows the gate: true only when some pod passed it (or was a heap too large for one pod)
+    for entry in results["images"]:
+        expected = any(p["okra_plausible"] or p["gate"] == "too large" for p in entry["pods"])
+        assert entry["okra_found"] == expected
+    assert by_name["three.png"]["okra_found"] is True
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved == results
     assert "verdict" in (tmp_path / "out" / "report.html").read_text()

@@ -122,8 +122,16 @@ class Segmentation:
 
 
 def okra_found(result: Segmentation | list[Pod]) -> bool:
-    """True when at least one pod (a component above the minimum area) was found."""
+    """True when at least one pod (a component above the minimum area) was found.
+
+    With a grader (pods carry ``okra_plausible``): when at least one pod passed the grader's okra
+    gate, or was refused only for being larger than one pod can be (``gate_reason == "too large"``:
+    a market pile or a close-up of a heap, where the segmenter joins many pods into one region).
+    """
     pods = result.pods if isinstance(result, Segmentation) else result
+    gated = [p for p in pods if p.okra_plausible is not None]
+    if gated:
+        return any(p.okra_plausible or p.gate_reason == "too large" for p in gated)
     return len(pods) > 0
 
 
