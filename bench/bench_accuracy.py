@@ -46,9 +46,13 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+#: ``--threshold``: overrides every model card's threshold when set.
+THRESHOLD: float | None = None
+
+
 def okra_mask(seg: Segmenter, image: np.ndarray) -> np.ndarray:
     """``seg.segment(image).mask`` without finding pods (unused here): probability >= threshold."""
-    return seg.predict_probability(image) >= seg.threshold
+    return seg.predict_probability(image) >= (seg.threshold if THRESHOLD is None else THRESHOLD)
 
 
 def synthetic_scores(seg: Segmenter, n: int, size: tuple[int, int], seed: int) -> dict[str, float]:
@@ -114,7 +118,10 @@ def main() -> int:
     ap.add_argument("--negatives", type=Path, default=HERE.parent / "shared" / "data" / "real-negatives")
     ap.add_argument("--overlays", type=Path, default=None, help="write overlays of the real photos here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threshold", type=float, default=None, help="override the cards' thresholds")
     args = ap.parse_args()
+    global THRESHOLD
+    THRESHOLD = args.threshold
     w, h = (int(v) for v in args.size.split("x"))
 
     cols = [
