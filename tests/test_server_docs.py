@@ -68,34 +68,32 @@ def test_redoc_is_not_served_from_a_cdn(client: TestClient) -> None:
 def test_docs_page_renders_in_chromium_without_leaving_the_server(tmp_path) -> None:
     """Swagger UI draws the API's operations; every request the page makes goes to our server."""
     import shutil
-    import socket
-    import threading
-    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from test_server_browser import start_server
 
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail(
             "Chromium is missing: install it with 'apt-get install chromium' (browser tests never skip)"
         )
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(None, model="no-such-model", grader=None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the test server did not start"
+    server, thread, port = start_server(create_app(None, model="no-such-model", grader=None))
     base = f"http://127.0.0.1:{port}"
     requested: list[str] = []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+            args = [
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ]
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=chromium, args=args, headless=True
+            )
             try:
                 page = browser.new_page()
                 page.on("request", lambda req: requested.append(req.url))
