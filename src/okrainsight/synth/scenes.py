@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-3"
+RENDERER_VERSION = "okrainsight-synth-4"
 
 
 @dataclass
@@ -338,6 +338,35 @@ def _distractors(
     return out
 
 
+def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light: Light) -> list[Sprite]:
+    """Leafy greens without okra: a bunch of leaves on stalks fanning out from one point
+    (spinach, kale), or a loose heap of leaves filling much of the frame (salad, loose spinach)."""
+    w, h = size
+    out: list[Sprite] = []
+    if rng.random() < 0.5:  # a bunch: stalks from a tied point, leaves at their ends
+        c = np.array([w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7)])
+        a0 = rng.uniform(-np.pi, np.pi)
+        for _ in range(int(rng.integers(6, 18))):
+            a = a0 + rng.normal(0, 0.5)
+            reach = scale * rng.uniform(0.3, 0.9)
+            stalk = vine(
+                rng, tuple(c + 0.35 * reach * np.array([np.cos(a), np.sin(a)])), a, reach * 0.25, light, size
+            )
+            if stalk is not None:
+                out.append(stalk)
+            tip = c + reach * np.array([np.cos(a), np.sin(a)])
+            lf = leaf(rng, (float(tip[0]), float(tip[1])), a, scale * rng.uniform(0.5, 0.9), light, size)
+            if lf is not None:
+                out.append(lf)
+    else:  # a heap of loose leaves
+        for _ in range(int(rng.integers(8, 30))):
+            c = (rng.uniform(0, w), rng.uniform(0, h))
+            lf = leaf(rng, c, rng.uniform(-np.pi, np.pi), scale * rng.uniform(0.4, 0.9), light, size)
+            if lf is not None:
+                out.append(lf)
+    return out
+
+
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
     if kind in ("white", "shop", "bunch"):
         return _bg_white(rng, h, w)
@@ -580,7 +609,12 @@ def render_scene(
     elif kind == "negative":
         scale = dim * rng.uniform(0.35, 0.85)
         names = tuple(DISTRACTORS)
-        if rng.random() < 0.5:  # a pile of one look-alike, as in market photos of beans or chillies
+        pick = rng.random()
+        if pick < 0.3:  # leafy greens (spinach, kale, lettuce), half the time on white as in shop photos
+            if background is None and rng.random() < 0.5:
+                bg = _bg_white(rng, h, w)
+            sprites = _greens(rng, scale, (w, h), light)
+        elif pick < 0.65:  # a pile of one look-alike, as in market photos of beans or chillies
             one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd"]))
             count = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18)}.get(one, (3, 9))
             sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
