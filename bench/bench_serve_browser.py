@@ -48,7 +48,7 @@ def main() -> int:
     from okrainsight.synth import render_scene
 
     sys.path.insert(0, str(TESTS))
-    from test_server_browser import free_port, write_y4m
+    from test_server_browser import CHROMIUM_FLAGS, fake_camera_flags, free_port, write_y4m
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -75,17 +75,7 @@ def main() -> int:
         thread.start()
         while not server.started:
             time.sleep(0.05)
-        flags = [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={root / 'cam.y4m'}",
-        ]
+        flags = [*CHROMIUM_FLAGS, *fake_camera_flags(root / "cam.y4m")]
         try:
             with sync_playwright() as pw:
                 ctx = pw.chromium.launch_persistent_context(

@@ -64,6 +64,27 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 30) -> None:
             fh.write(b"FRAME\n" + payload)
 
 
+#: Chromium flags of every browser test and bench: no sandbox (root in CI), no GPU, no first-run
+#: pages, no network traffic of the browser's own (see the developers' guide).
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def fake_camera_flags(video: Path) -> list[str]:
+    """Extra Chromium flags of a fake camera playing ``video`` (a .y4m file), allowed without a prompt."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,18 +128,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     app = create_app(data.root, model=model_dir, teacher="grabcut", strict_model=True, grader=grader_dir)
     server, thread, port = start_server(app)
 
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
+    args = [*CHROMIUM_FLAGS, *fake_camera_flags(video), "--autoplay-policy=no-user-gesture-required"]
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(root / "profile"), executable_path=chromium, args=args, headless=True

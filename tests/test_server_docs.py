@@ -71,7 +71,7 @@ def test_docs_page_renders_in_chromium_without_leaving_the_server(tmp_path) -> N
 
     from playwright.sync_api import sync_playwright
 
-    from test_server_browser import start_server
+    from test_server_browser import CHROMIUM_FLAGS, start_server
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -83,16 +83,8 @@ def test_docs_page_renders_in_chromium_without_leaving_the_server(tmp_path) -> N
     requested: list[str] = []
     try:
         with sync_playwright() as pw:
-            args = [
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ]
             browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=chromium, args=args, headless=True
+                str(tmp_path / "profile"), executable_path=chromium, args=list(CHROMIUM_FLAGS), headless=True
             )
             try:
                 page = browser.new_page()
