@@ -1394,17 +1394,15 @@ def export_grader(
 
     from okrainsight.grading.cnn import CNN_ONNX, CNN_WEIGHTS, CnnRunner, export_cnn_onnx, load_cnn_torch
     from okrainsight.grading.model import (
-        BUILTIN_GRADER_DIR,
         GRADER_FILE,
         GRADER_ONNX,
         OKRA_CNN_ONNX,
         OKRA_CNN_WEIGHTS,
+        grader_dir,
         load_grader,
     )
 
-    src = Path(grader)
-    if os.fspath(grader) == "default" and not src.exists():
-        src = BUILTIN_GRADER_DIR
+    src = grader_dir(grader)
     load_grader(src)  # a readable grader card, or a one-line ModelError
     if not (src / CNN_WEIGHTS).is_file():
         raise ModelError(f"{src}: the grader has no CNN ({CNN_WEIGHTS}); train it with --cnn to export one")

@@ -33,6 +33,7 @@ from okrainsight.grading.features import FEATURE_NAMES, pod_features
 from okrainsight.grading.gate import GateConfig, colour_plausible, gate_pod
 from okrainsight.grading.model import Grader, Reference, fit_linear, load_grader
 from okrainsight.imageio import atomic_output, atomic_write_text
+from okrainsight.synth.scenes import SURFACE_DISTRACTORS, render_lookalike_scene, render_scene
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +485,7 @@ def _rendered_pods(
     """:func:`rendered_pod_features` plus, with ``crops``, each pod's CNN input ``(N, 3, 32, 64)``."""
     from tqdm import tqdm
 
-    from okrainsight.synth import render_scene
+    from okrainsight.grading.cnn import cnn_input
 
     X, t, a, g, c = [], [], [], [], []
     for i in tqdm(range(n), desc="render", unit="scene", disable=not progress, file=sys.stderr):
@@ -501,8 +502,6 @@ def _rendered_pods(
             a.append(float(pod["age"]))
             g.append(s)
             if crops:
-                from okrainsight.grading.cnn import cnn_input
-
                 ys, xs = np.nonzero(m)
                 bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
                 c.append(cnn_input(sc.image, m[bbox[1] : bbox[3], bbox[0] : bbox[2]], bbox))
@@ -510,43 +509,7 @@ def _rendered_pods(
 
 
 #: Look-alikes that lie on tables, one kind per scene in :func:`render_lookalike_scene`.
-LOOKALIKE_KINDS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_pepper", "leaf")
-
-
-def render_lookalike_scene(
-    seed: int, size: tuple[int, int], name: str, count: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A distractor-only scene holding one kind of look-alike, deterministically from ``seed``.
-
-    Built like the renderer's ``negative`` scenes (:func:`okrainsight.synth.render_scene`: a
-    random everyday backdrop, light, cast shadows and camera) but with ``count`` (default 1 to
-    6) sprites of the single distractor ``name`` (one of the renderer's ``DISTRACTORS``), so
-    that every kind is seen as often as the others.
-
-    Returns:
-        ``(image, mask)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` bool, the front-most
-        distractor pixels. ``size`` is ``(width, height)``.
-
-    Raises:
-        ValueError: ``name`` is no distractor of the renderer.
-    """
-    from okrainsight.synth import scenes as sc
-    from okrainsight.synth.camera import apply_camera
-    from okrainsight.synth.distractors import DISTRACTORS
-    from okrainsight.synth.shading import random_light
-
-    if name not in DISTRACTORS:
-        raise ValueError(f"unknown distractor {name!r}; choose from {', '.join(DISTRACTORS)}")
-    w, h = int(size[0]), int(size[1])
-    rng = np.random.default_rng([int(seed), LOOKALIKE_KINDS.index(name) if name in LOOKALIKE_KINDS else 99])
-    light = random_light(rng)
-    shadow = float(rng.uniform(0.2, 0.55))
-    bg = sc._background("negative", rng, h, w, light)
-    scale = min(w, h) * rng.uniform(0.35, 0.85)
-    n = int(count) if count is not None else int(rng.integers(1, 7))
-    sprites = sc._distractors(rng, n, scale, (w, h), light, (name,))
-    canvas, _, distr = sc._compose(bg, sprites, light, shadow)
-    return apply_camera(canvas, rng), distr
+LOOKALIKE_KINDS = SURFACE_DISTRACTORS
 
 
 def _cnn_crop(image: np.ndarray, pod: Any) -> np.ndarray:
@@ -594,7 +557,6 @@ def rendered_lookalike_features(
     from tqdm import tqdm
 
     from okrainsight.runtime import find_pods
-    from okrainsight.synth import render_scene
 
     X, g = [], []
 
@@ -652,7 +614,6 @@ def rendered_okra_features(
     from tqdm import tqdm
 
     from okrainsight.runtime import find_pods
-    from okrainsight.synth import render_scene
 
     X, g = [], []
     for i in tqdm(range(n), desc="okra pods", unit="scene", disable=not progress, file=sys.stderr):
@@ -670,6 +631,23 @@ def rendered_okra_features(
                 if crops is not None:
                     crops.append(_cnn_crop(sc.image, pieces[0]))
     return np.array(X).reshape(-1, len(FEATURE_NAMES)), np.array(g)
+
+
+def _held_out_scenes(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Bool ``(N,)``: the items of a random ``share`` of the scenes (``groups`` ``(N,)`` scene keys),
+    held out from CNN training for its metrics; the same ``seed`` gives the same scenes."""
+    scenes = np.unique(groups)
+    held = set(np.random.default_rng(seed).permutation(scenes)[: int(round(share * len(scenes)))])
+    return np.array([v in held for v in groups])
+
+
+def _holdout_aucs(y: np.ndarray, p_cnn: np.ndarray, p_features: np.ndarray) -> dict[str, float | None]:
+    """ROC-AUC on held-out items of the CNN, the feature model (out of fold) and their mean."""
+    return {
+        "holdout_auc": roc_auc(y, p_cnn),
+        "holdout_auc_features_oof": roc_auc(y, p_features),
+        "holdout_auc_combined": roc_auc(y, 0.5 * (p_cnn + p_features)),
+    }
 
 
 @dataclass
@@ -733,9 +711,7 @@ def fit_okra_likeness(
         from okrainsight.grading.model import OKRA_CNN_ONNX, OKRA_CNN_WEIGHTS
 
         crops = np.stack(cp + cn)
-        scenes = np.unique(g)
-        held = set(np.random.default_rng(seed).permutation(scenes)[: int(round(cnn_holdout * len(scenes)))])
-        test = np.array([v in held for v in g])
+        test = _held_out_scenes(g, cnn_holdout, seed)
         outp = Path(cnn_out)
         tmp = outp / ".okra_cnn"
         cnn_info = fit_cnn(crops[~test], y[~test].astype(float), tmp, epochs=cnn_epochs, seed=seed)
@@ -747,9 +723,7 @@ def fit_okra_likeness(
             {
                 "n_train": int((~test).sum()),
                 "n_holdout": int(test.sum()),
-                "holdout_auc": roc_auc(y[test], p_cnn),
-                "holdout_auc_features_oof": roc_auc(y[test], oof[test]),
-                "holdout_auc_combined": roc_auc(y[test], 0.5 * (p_cnn + oof[test])),
+                **_holdout_aucs(y[test], p_cnn, oof[test]),
                 "combine": "mean with the feature model's okra likeness",
             }
         )
@@ -852,9 +826,8 @@ def train_synthetic_grader(
     if cnn:
         from okrainsight.grading.cnn import CNN_ONNX, CnnRunner, fit_cnn
 
-        scenes = np.unique(g)
-        held = set(np.random.default_rng(seed).permutation(scenes)[: int(round(cnn_holdout * len(scenes)))])
-        test = np.array([s in held for s in g])
+        test = _held_out_scenes(g, cnn_holdout, seed)
+        n_held = len(set(g[test].tolist()))
         outp = Path(out)
         outp.mkdir(parents=True, exist_ok=True)
         info = fit_cnn(crops[~test], t[~test].astype(float), outp, epochs=cnn_epochs, seed=seed)
@@ -865,16 +838,14 @@ def train_synthetic_grader(
             {
                 "n_train_pods": int((~test).sum()),
                 "n_holdout_pods": int(test.sum()),
-                "holdout_auc": roc_auc(t[test], p_cnn),
-                "holdout_auc_features_oof": roc_auc(t[test], p_feat),
-                "holdout_auc_combined": roc_auc(t[test], 0.5 * (p_cnn + p_feat)),
+                **_holdout_aucs(t[test], p_cnn, p_feat),
             }
         )
         grader.card["cnn"] = info
         grader.card["kind"] = "features+logistic+cnn"
         grader.card["command"] += f" --cnn --cnn-epochs {cnn_epochs}"
         grader.card["trained_on"] += (
-            f" CNN: pods of {len(scenes) - len(held)} scenes, {len(held)} scenes held out for its metrics."
+            f" CNN: pods of {len(np.unique(g)) - n_held} scenes, {n_held} scenes held out for its metrics."
         )
     grader.save(out)
     return grader

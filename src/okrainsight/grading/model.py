@@ -418,17 +418,23 @@ def apply_grader(
     return grades
 
 
+def grader_dir(spec: str | os.PathLike[str]) -> Path:
+    """The path a grader ``spec`` names: ``"default"`` (when no such file or folder exists here) is
+    the built-in grader's folder, anything else the path itself."""
+    if os.fspath(spec) == "default" and not Path(spec).exists():
+        return BUILTIN_GRADER_DIR
+    return Path(spec)
+
+
 def load_grader(spec: str | os.PathLike[str]) -> Grader:
     """Load a grader folder, its ``grader.json``, or ``"default"`` (the built-in grader).
 
     Raises:
         ModelError: nothing usable there.
     """
-    p = Path(spec)
-    if os.fspath(spec) == "default" and not p.exists():
-        p = BUILTIN_GRADER_DIR
-        if not (p / GRADER_FILE).is_file():
-            raise ModelError(f"the built-in grader is not installed ({p / GRADER_FILE} is missing)")
+    p = grader_dir(spec)
+    if p == BUILTIN_GRADER_DIR and not (p / GRADER_FILE).is_file():
+        raise ModelError(f"the built-in grader is not installed ({p / GRADER_FILE} is missing)")
     if p.is_dir():
         p = p / GRADER_FILE
     if not p.is_file():
@@ -463,7 +469,7 @@ def resolve_grader(spec: str | os.PathLike[str] | Grader | None) -> Grader | Non
     not installed), a :class:`Grader` is returned as is, anything else is loaded from its folder."""
     if spec is None or isinstance(spec, Grader):
         return spec
-    if os.fspath(spec) == "default" and not Path(spec).exists():
+    if grader_dir(spec) == BUILTIN_GRADER_DIR:
         return default_grader()
     return load_grader(spec)
 
@@ -726,6 +732,7 @@ __all__ = [
     "PodGrade",
     "Reference",
     "default_grader",
+    "grader_dir",
     "fit_linear",
     "grader_onnx_bytes",
     "grouped_folds",

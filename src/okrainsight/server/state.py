@@ -189,13 +189,12 @@ def load_served_grader(spec: str | os.PathLike[str] | None) -> ServedGrader | No
     """
     if spec is None or os.fspath(spec).lower() == "none":
         return None
-    from okrainsight.grading.model import BUILTIN_GRADER_DIR, resolve_grader
+    from okrainsight.grading.model import grader_dir, resolve_grader
 
     grader = resolve_grader(spec)
     if grader is None:
         return None
-    is_builtin = os.fspath(spec) == "default" and not Path(spec).exists()
-    return ServedGrader(grader=grader, source=str(BUILTIN_GRADER_DIR if is_builtin else Path(spec)))
+    return ServedGrader(grader=grader, source=str(grader_dir(spec)))
 
 
 def segment_entry(name: str, seg: Any) -> dict[str, Any]:

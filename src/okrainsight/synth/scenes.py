@@ -626,6 +626,38 @@ def render_scene(
     return _finish(image, inst_raw, distr, sprites, kind, int(seed), include_stem)
 
 
+def render_lookalike_scene(
+    seed: int, size: tuple[int, int], name: str, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A distractor-only scene holding one kind of look-alike, deterministically from ``seed``.
+
+    Built like the ``negative`` scenes of :func:`render_scene` (a random everyday backdrop, light,
+    cast shadows and camera) but with ``count`` (default 1 to 6) sprites of the single distractor
+    ``name`` (one of :data:`DISTRACTORS`), so that every kind is seen as often as the others
+    (the grader's okra-likeness training uses one per kind of :data:`SURFACE_DISTRACTORS`).
+
+    Returns:
+        ``(image, mask)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` bool, the front-most
+        distractor pixels. ``size`` is ``(width, height)``.
+
+    Raises:
+        ValueError: ``name`` is no distractor of the renderer.
+    """
+    if name not in DISTRACTORS:
+        raise ValueError(f"unknown distractor {name!r}; choose from {', '.join(DISTRACTORS)}")
+    w, h = int(size[0]), int(size[1])
+    kind_key = SURFACE_DISTRACTORS.index(name) if name in SURFACE_DISTRACTORS else 99
+    rng = np.random.default_rng([int(seed), kind_key])
+    light = random_light(rng)
+    shadow = float(rng.uniform(0.2, 0.55))
+    bg = _background("negative", rng, h, w, light)
+    scale = min(w, h) * rng.uniform(0.35, 0.85)
+    n = int(count) if count is not None else int(rng.integers(1, 7))
+    sprites = _distractors(rng, n, scale, (w, h), light, (name,))
+    canvas, _, distr = _compose(bg, sprites, light, shadow)
+    return apply_camera(canvas, rng), distr
+
+
 def _finish(
     image: np.ndarray,
     inst_raw: np.ndarray,
