@@ -51,3 +51,25 @@ def test_bad_image_is_one_line_without_traceback(name: str, tmp_path: Path) -> N
     assert len(lines) == 1, lines
     assert name in lines[0] and problem in lines[0].lower(), lines[0]
     assert (tmp_path / "out" / "good.jpg").is_file()
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path: Path) -> None:
+    """``python -m okrainsight`` (no ``okra`` script, e.g. a GPU machine with PYTHONPATH=src) is ``okra``."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "notes.png").write_bytes(b"not a picture\n" * 4)
+    env = {**os.environ, "COLUMNS": "300"}
+    run = subprocess.run(
+        [sys.executable, "-m", "okrainsight", "segment", str(folder), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "notes.png" in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "out" / "results.json").is_file()
+    version = subprocess.run(
+        [sys.executable, "-m", "okrainsight", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.strip()
