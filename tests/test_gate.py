@@ -124,7 +124,7 @@ def test_builtin_gate_rejects_distractor_only_renders(builtin):
 def test_builtin_gate_accepts_rendered_pods_of_every_kind(builtin):
     """Ground-truth pods at least 80% visible and 0.5% of the photo, in every okra scene kind."""
     accepted: dict[str, list[bool]] = {k: [] for k in OKRA_KINDS}
-    for i in range(35):
+    for i in range(50):
         kind = OKRA_KINDS[i % len(OKRA_KINDS)]
         sc = render_scene(6_200_000 + i, BUILTIN_SIZE, kind=kind)
         for pod in sc.pods:

@@ -464,14 +464,16 @@ def test_cli_train_and_eval_keep_okra_on_one_side(labelled_dir, tmp_path):
         by_group[row["group"]] = by_group.get(row["group"], 0) + 1
         assert row["group"] in train_g
     assert set(by_group.values()) == {2}  # both poses of each training okra, none of the held-out
-    assert card["metrics"]["cv_auc"] >= 0.8
+    # 40 okra: the AUC's standard error is near 0.06 here. Renderer v5's smooth pods hide part of the
+    # hair cue (the built-in grader, on 1,429 pods, still reaches 0.83); chance is 0.5.
+    assert card["metrics"]["cv_auc"] >= 0.7
 
     ev = tmp_path / "eval"
     r = _okra("grade", "eval", str(run), str(data), "--out", str(ev), "--no-progress")
     assert r.returncode == 0, r.stderr
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["n"] == 2 * len(test_g)  # only the held-out okra: the same grouped split
-    assert metrics["roc_auc"] is not None and metrics["roc_auc"] >= 0.8
+    assert metrics["roc_auc"] is not None and metrics["roc_auc"] >= 0.7
     assert sum(sum(r) for r in metrics["confusion_matrix"]["rows_true_cols_predicted"]) == metrics["n"]
     png = cv2.imread(str(ev / "reliability.png"))
     assert png is not None and png.shape[0] > 100

@@ -66,8 +66,9 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         "cap_len": float(length * rng.uniform(0.07, 0.12)),
         "stem_len": float(length * (rng.uniform(0.02, 0.09) if rng.random() < 0.75 else 0.0)),
         "cap_base": float(rng.uniform(0.5, 0.8)),
-        "taper_start": float(rng.uniform(0.3, 0.6)),
-        "taper_power": float(rng.uniform(0.9, 1.7)),
+        # v5: many market pods stay full-bodied for most of their length, then taper.
+        "taper_start": float(rng.uniform(0.3, 0.7)),
+        "taper_power": float(rng.uniform(0.9, 2.2)),
         "shoulder": float(rng.uniform(0.78, 0.93)),
         "tilt": 0.0,
     }
@@ -109,6 +110,10 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         )
     if age > 0.6 and rng.random() < 0.5:
         cap = cap * 0.7 + np.array([0.45, 0.35, 0.18], np.float32) * 0.3
+    # v5: 40% of pods look smooth (hair specks and speckle faint; the velvety sheen of young pods
+    # stays), as in soft-lit product photographs and web-sized pictures, so that fine speckle
+    # cannot stand in for "okra".
+    fine = 0.15 if rng.random() < 0.4 else 1.0
     return Material(
         base=base,
         tip=tip,
@@ -123,7 +128,8 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         specular=float(rng.uniform(0.05, 0.2)),
         shininess=float(rng.uniform(6, 16)),
         hair=float(rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age)),
-        speckle=float(rng.uniform(0.3, 1.0)),
+        speckle=float(fine * rng.uniform(0.3, 1.0)),
+        grain=fine,
         mottle=float(rng.uniform(0.03, 0.1)),
         blemish=float(max(0.0, age - 0.5) * rng.uniform(0.5, 1.6)),
         browning_tip=float(max(0.0, age - 0.55) * rng.uniform(0.5, 2.0)),

@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-4"
+RENDERER_VERSION = "okrainsight-synth-5"
 
 
 @dataclass

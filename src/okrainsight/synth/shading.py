@@ -72,6 +72,7 @@ class Material:
     shininess: float = 12.0
     hair: float = 0.0  # velvety rim sheen and bright hair specks
     speckle: float = 0.0
+    grain: float = 1.0  # strength of the bright hair specks (not the sheen): < 1 for smooth-looking pods
     mottle: float = 0.05  # low-frequency colour variation
     blemish: float = 0.0  # brown spots (age)
     blemish_colour: np.ndarray = field(default_factory=lambda: np.array([0.36, 0.25, 0.1], np.float32))
@@ -211,7 +212,7 @@ def shade_tube(
         geo_nz = np.sqrt(np.clip(1 - u * u, 0, 1))
         rim = (1 - geo_nz) ** 2.5
         sheen = mat.hair * (0.35 * rim + 0.05)
-        specks = (rng.random(m) < 0.08 * mat.hair).astype(np.float32) * 0.2 * mat.hair
+        specks = (rng.random(m) < 0.08 * mat.hair).astype(np.float32) * 0.2 * mat.hair * mat.grain
         light_grey = np.array([0.85, 0.9, 0.8], np.float32) * light.colour
         rgb = rgb + ((sheen + specks) * (0.4 + 0.6 * diffuse))[..., None] * light_grey
     if mat.speckle > 0:
