@@ -10,7 +10,7 @@ Writes ``src/okrainsight/models/default/``:
 
 Usage::
 
-    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json]
+    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json] [--threshold 0.4]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("run", type=Path, help="training run folder (card.json + model.safetensors)")
     ap.add_argument("--recipe", type=Path, default=None, help="recipe.json of the training data")
     ap.add_argument("--name", default="default")
+    ap.add_argument("--threshold", type=float, default=None, help="card threshold (default: the run's)")
     args = ap.parse_args()
 
     model, card = load_checkpoint(args.run)
@@ -43,6 +44,11 @@ def main() -> int:
             if t.is_floating_point():
                 t.copy_(t.half().float())
     card.name = f"okra-{args.name}"
+    if args.threshold is not None:
+        if not 0.0 < args.threshold < 1.0:
+            raise SystemExit(f"--threshold {args.threshold}: must lie between 0 and 1")
+        card.extra["trained_threshold"] = card.threshold
+        card.threshold = args.threshold
     if args.recipe is not None and args.recipe.is_file():
         card.extra["training_data_recipe"] = json.loads(args.recipe.read_text())
 
