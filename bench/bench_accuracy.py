@@ -46,13 +46,9 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-#: ``--threshold``: overrides every model card's threshold when set.
-THRESHOLD: float | None = None
-
-
 def okra_mask(seg: Segmenter, image: np.ndarray) -> np.ndarray:
     """``seg.segment(image).mask`` without finding pods (unused here): probability >= threshold."""
-    return seg.predict_probability(image) >= (seg.threshold if THRESHOLD is None else THRESHOLD)
+    return seg.predict_probability(image) >= seg.threshold
 
 
 def synthetic_scores(seg: Segmenter, n: int, size: tuple[int, int], seed: int) -> dict[str, float]:
@@ -120,8 +116,6 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=None, help="override the cards' thresholds")
     args = ap.parse_args()
-    global THRESHOLD
-    THRESHOLD = args.threshold
     w, h = (int(v) for v in args.size.split("x"))
 
     cols = [
@@ -133,6 +127,8 @@ def main() -> int:
     print("|---|---:|---:|---|---|---|---|")
     for spec in args.models:
         seg = Segmenter.from_path(spec, threads=args.threads)
+        if args.threshold is not None:
+            seg.card.threshold = args.threshold
         syn = synthetic_scores(seg, args.n, (w, h), args.seed)
         ov = None
         if args.overlays is not None:

@@ -12,14 +12,14 @@ Usage:  python bench/bench_gate.py [--n 100] [--per-kind 20] [--size 256x192] [-
   components (``find_pods``, as a segmenter that wrongly segmented every distractor would give
   them) go through the gate; reported: the share of components rejected and of scenes with no
   component passing (``okra_found`` false);
-* single-kind look-alike scenes (``okrainsight.grading.jobs.render_lookalike_scene``) for each
+* single-kind look-alike scenes (``okrainsight.synth.scenes.render_lookalike_scene``) for each
   kind of look-alike: the share of scenes rejected per kind;
 * with ``--segmenter-scenes N``: N distractor-only renders through the segmentation model
   ``--model`` and the grader (the okra-score test included), as ``okra segment`` runs them;
-* with ``--real-negatives DIR`` / ``--real-okra DIR`` (defaults ``/work/shared/data/real-negatives``
-  and ``/work/shared/data/real-okra/images`` when they exist; the photos are read in place, never
-  copied): each photo through ``--model`` and the grader; reported: how many photos have a pod
-  that passes the gate (``okra_found``).
+* with ``--real-negatives DIR`` / ``--real-okra DIR`` (defaults ``../shared/data/real-negatives``
+  and ``../shared/data/real-okra/images`` beside the repository when they exist; the photos are
+  read in place, never copied): each photo through ``--model`` and the grader; reported: how
+  many photos have a pod that passes the gate (``okra_found``).
 
 Seeds differ from the built-in grader's training seeds (0.. and 1_000_000..). Prints a table;
 the figures go in docs/grading.md ("Gate: measured rejection") and docs/benchmarks.md.
@@ -36,15 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from okrainsight.grading.gate import okra_found
-from okrainsight.grading.jobs import LOOKALIKE_KINDS, render_lookalike_scene
+from okrainsight.grading.jobs import LOOKALIKE_KINDS, OKRA_KINDS
 from okrainsight.grading.model import load_grader
-from okrainsight.runtime import find_pods
+from okrainsight.imageio import iter_image_files, read_image
+from okrainsight.runtime import Segmenter, find_pods
 from okrainsight.synth import render_scene
+from okrainsight.synth.scenes import render_lookalike_scene
 
-OKRA_KINDS = ("white", "bunch", "cloth", "wood", "plate", "pile", "plant")
-REAL_NEGATIVES = Path("/work/shared/data/real-negatives")
-REAL_OKRA = Path("/work/shared/data/real-okra/images")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"}
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+REAL_NEGATIVES = SHARED / "real-negatives"
+REAL_OKRA = SHARED / "real-okra" / "images"
 
 
 def _pct(k: int, n: int) -> str:
@@ -77,56 +78,47 @@ def bench_okra(grader, n: int, seed: int, size: tuple[int, int]) -> dict:
     return {"by_kind": dict(acc), "all": acc_all, "reasons": reasons}
 
 
-def bench_negative(grader, n: int, seed: int, size: tuple[int, int]) -> dict:
+class _SceneTally:
+    """Distractor-only scenes through the gate: every component of the distractor mask is graded."""
+
+    def __init__(self) -> None:
+        self.scenes = self.rejected = self.components = self.components_rejected = 0
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, grader, image, mask) -> None:
+        pods = find_pods(mask)
+        if not pods:
+            return
+        grades = grader.grade_pods(image, pods)
+        self.scenes += 1
+        self.rejected += not okra_found(grades)
+        self.components += len(grades)
+        self.components_rejected += sum(not g.gate.passed for g in grades)
+        self.reasons.update(g.gate.reason for g in grades)
+
+
+def bench_negative(grader, n: int, seed: int, size: tuple[int, int]) -> _SceneTally:
     """Gate every distractor component of ``n`` distractor-only scenes."""
-    scenes = rejected = comps = comps_rejected = 0
-    passed_reasons: Counter[str] = Counter()
+    tally = _SceneTally()
     for i in range(n):
         sc = render_scene(seed + i, size, kind="negative")
-        pods = find_pods(sc.distractor_mask)
-        if not pods:
-            continue
-        grades = grader.grade_pods(sc.image, pods)
-        scenes += 1
-        rejected += not okra_found(grades)
-        comps += len(grades)
-        comps_rejected += sum(not g.gate.passed for g in grades)
-        for g in grades:
-            passed_reasons[g.gate.reason] += 1
-    return {
-        "scenes": scenes,
-        "rejected": rejected,
-        "components": comps,
-        "components_rejected": comps_rejected,
-        "reasons": passed_reasons,
-    }
+        tally.add(grader, sc.image, sc.distractor_mask)
+    return tally
 
 
-def bench_kinds(grader, per_kind: int, seed: int, size: tuple[int, int]) -> dict:
-    """Share of single-kind look-alike scenes with no component passing, per kind."""
+def bench_kinds(grader, per_kind: int, seed: int, size: tuple[int, int]) -> dict[str, _SceneTally]:
+    """Single-kind look-alike scenes through the gate, per kind."""
     out = {}
     for name in LOOKALIKE_KINDS:
-        scenes = rejected = comps = comps_rejected = 0
+        out[name] = tally = _SceneTally()
         for k in range(per_kind):
-            image, mask = render_lookalike_scene(seed + k, size, name)
-            pods = find_pods(mask)
-            if not pods:
-                continue
-            grades = grader.grade_pods(image, pods)
-            scenes += 1
-            rejected += not okra_found(grades)
-            comps += len(grades)
-            comps_rejected += sum(not g.gate.passed for g in grades)
-        out[name] = (rejected, scenes, comps_rejected, comps)
+            tally.add(grader, *render_lookalike_scene(seed + k, size, name))
     return out
 
 
-def bench_segmenter(grader, n: int, seed: int, size: tuple[int, int], model: str) -> tuple[int, int]:
+def bench_segmenter(grader, n: int, seed: int, size: tuple[int, int], seg: Segmenter) -> tuple[int, int]:
     """Distractor-only renders through the segmentation model and the grader (okra score included):
     ``(scenes with no pod passing, scenes)``."""
-    from okrainsight.runtime import Segmenter
-
-    seg = Segmenter.from_path(model)
     rejected = 0
     for i in range(n):
         sc = render_scene(seed + i, size, kind="negative")
@@ -135,16 +127,10 @@ def bench_segmenter(grader, n: int, seed: int, size: tuple[int, int], model: str
     return rejected, n
 
 
-def bench_real(grader, folder: Path, model: str) -> list[tuple[str, bool, int, list[str]]]:
+def bench_real(grader, folder: Path, seg: Segmenter) -> list[tuple[str, bool, int, list[str]]]:
     """Each photo through the segmentation model and the grader: (name, okra_found, pods, reasons)."""
-    from okrainsight.imageio import read_image
-    from okrainsight.runtime import Segmenter
-
-    seg = Segmenter.from_path(model)
     rows = []
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for p in iter_image_files([folder], recursive=False):
         image = read_image(p)
         res = seg.segment(image)
         grades = grader.grade_pods(image, res.pods, res.probability)
@@ -182,18 +168,24 @@ def main() -> None:
     print(f"  reasons for rejecting reasonable pods: {dict(ok['reasons'].most_common())}")
 
     neg = bench_negative(grader, args.n, args.seed + 100_000, size)
-    print(f"distractor-only scenes rejected (no component passes): {_pct(neg['rejected'], neg['scenes'])}")
-    print(f"distractor components rejected: {_pct(neg['components_rejected'], neg['components'])}")
-    print(f"  gate answers: {dict(neg['reasons'].most_common())}")
+    print(f"distractor-only scenes rejected (no component passes): {_pct(neg.rejected, neg.scenes)}")
+    print(f"distractor components rejected: {_pct(neg.components_rejected, neg.components)}")
+    print(f"  gate answers: {dict(neg.reasons.most_common())}")
 
     if args.per_kind:
         kinds = bench_kinds(grader, args.per_kind, args.seed + 200_000, size)
         print("single-kind look-alike scenes rejected (components rejected):")
-        for name, (r, s, cr, c) in kinds.items():
-            print(f"  {name:11s} {_pct(r, s)}   components {_pct(cr, c)}")
+        for name, t in kinds.items():
+            comps = _pct(t.components_rejected, t.components)
+            print(f"  {name:11s} {_pct(t.rejected, t.scenes)}   components {comps}")
 
+    seg = (
+        Segmenter.from_path(args.model)
+        if args.segmenter_scenes or args.real_negatives or args.real_okra
+        else None
+    )
     if args.segmenter_scenes:
-        r, s = bench_segmenter(grader, args.segmenter_scenes, args.seed + 100_000, size, args.model)
+        r, s = bench_segmenter(grader, args.segmenter_scenes, args.seed + 100_000, size, seg)
         print(f"distractor-only scenes rejected end to end ({args.model} model + grader): {_pct(r, s)}")
 
     for label, spec in (("real non-okra", args.real_negatives), ("real okra", args.real_okra)):
@@ -202,7 +194,7 @@ def main() -> None:
         folder = Path(spec)
         if not folder.is_dir():
             sys.exit(f"{folder}: no such folder")
-        rows = bench_real(grader, folder, args.model)
+        rows = bench_real(grader, folder, seg)
         found = sum(r[1] for r in rows)
         print(f"{label} photos with okra_found=True ({args.model} model + grader): {found}/{len(rows)}")
         for name, f, npods, reasons in rows:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,43 +40,37 @@ from okrainsight.runtime import Segmenter  # noqa: E402
 ORIGINAL = {"deeplabv3_mobilenet_v3_large", "u2net", "u2netp"}
 
 
-def write_config(args: argparse.Namespace) -> Path:
-    """The shared config: ``--config`` with short epochs (validation every ``--epoch-batches``)."""
-    import yaml
+def train_one(data: Path, run: Path, arch: str, args: argparse.Namespace) -> None:
+    """``okra train`` in this process: ``--config`` with the shared budget and short epochs
+    (validation every ``--epoch-batches``) laid over it (:func:`okrainsight.training.make_config`)."""
+    from okrainsight.training import make_config, train
 
-    cfg = yaml.safe_load(args.config.read_text())
-    cfg.update(
-        epochs=10_000,  # the budget stops training; cosine decay over 10,000 short epochs stays near the peak
-        max_minutes=args.minutes,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        limit_train_batches=args.epoch_batches,
-        limit_val_batches=args.val_batches,
-        patience=10_000,
-        progress=False,
-        seed=0,
-    )
-    path = args.out / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=True))
-    return path
-
-
-def train_one(data: Path, run: Path, arch: str, config: Path) -> None:
-    okra = Path(sys.executable).with_name("okra")
-    cmd = [str(okra), "train", str(data), "--out", str(run), "--config", str(config), "--arch", arch]
-    with open(run.with_suffix(".log"), "w") as log:
-        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+    overrides = {
+        "data": str(data),
+        "out": str(run),
+        "arch": arch,
+        "epochs": 10_000,  # the time budget ends training; the cosine decay stays near its peak
+        "max_minutes": args.minutes,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "limit_train_batches": args.epoch_batches,
+        "limit_val_batches": args.val_batches,
+        "patience": 10_000,
+        "progress": False,
+        "seed": 0,
+    }
+    train(make_config(args.config, overrides))
 
 
 def export_one(run: Path) -> Path:
+    """``model.onnx`` into the run folder (:func:`okrainsight.export.export_onnx` checks parity and
+    raises when it fails)."""
     from okrainsight.checkpoint import ONNX_FILE, load_checkpoint
     from okrainsight.export import export_onnx
 
     model, card = load_checkpoint(run)
-    result = export_onnx(model, card, run / ONNX_FILE)
-    if not result.parity.passed:
-        raise SystemExit(f"{run}: ONNX parity failed ({result.parity})")
+    export_onnx(model, card, run / ONNX_FILE)
     return run
 
 
@@ -102,13 +95,12 @@ def main() -> int:
     )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    config = write_config(args)
 
     rows = []
     for arch in args.students:
         run = args.out / arch
         if not (run / "card.json").is_file():
-            train_one(args.data, run, arch, config)
+            train_one(args.data, run, arch, args)
         export_one(run)
         card = json.loads((run / "card.json").read_text())
         seg = Segmenter.from_path(run, threads=2)

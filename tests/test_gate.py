@@ -14,7 +14,6 @@ from okrainsight.grading.gate import GateConfig, colour_plausible, gate_pod, okr
 from okrainsight.grading.jobs import (
     LOOKALIKE_KINDS,
     OKRA_KINDS,
-    render_lookalike_scene,
     rendered_lookalike_features,
     rendered_okra_features,
     train_synthetic_grader,
@@ -28,6 +27,7 @@ from okrainsight.grading.model import (
 )
 from okrainsight.runtime import find_pods
 from okrainsight.synth import render_scene
+from okrainsight.synth.scenes import render_lookalike_scene
 
 #: The built-in grader's render size (its card's command); rates are measured at it.
 BUILTIN_SIZE = (256, 192)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # One prepared GPU round (docs/training.md, "On a lent GPU"): environment, AMP + DDP smoke test, then two
-# default-model candidates trained side by side (configs/default-gpu.yaml from v0.3, configs/default-gpu-scratch.yaml).
+# default-model candidates trained side by side (configs/default-gpu.yaml: one from v0.3, one from scratch at --lr 0.004 --epochs 18).
 # Usage on the GPU machine, from the repository root: OUT=out NEGS=folder-of-real-negatives bash tools/gpu_round.sh
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
@@ -35,7 +35,7 @@ PY
 el train-AB
 rem=$(( ${BUDGET:-540} - ($(date +%s) - t0) - 50 )); MINUTES=$(python3 -c "print(round(max(0.5, min(${MINUTES}, $rem / 60 - 0.6)), 2))"); TL=$(( rem + 20 )); el "minutes per run $MINUTES, kill after $TL s"
 ( timeout $TL python3 -m okrainsight train $W/data --out $W/A --config configs/default-gpu.yaml --init-from src/okrainsight/models/default --max-minutes $MINUTES --accelerator ${ACCEL:-gpu} > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
-( timeout $TL python3 -m okrainsight train $W/data --out $W/B --config configs/default-gpu-scratch.yaml --max-minutes $MINUTES --accelerator ${ACCEL:-gpu} > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
+( timeout $TL python3 -m okrainsight train $W/data --out $W/B --config configs/default-gpu.yaml --lr 0.004 --epochs 18 --max-minutes $MINUTES --accelerator ${ACCEL:-gpu} > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
 sleep ${MID:-90}; el mid; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; uptime
 wait $pa $pb
 el done-train

@@ -4,8 +4,9 @@ The rendered set is not modified: ``OUT/images`` and ``OUT/masks`` link to its f
 (symbolic links, nothing copied), and the real photographs are added as upright PNGs
 with their masks, each repeated ``--repeat`` times under its own stem
 (``real_<stem>_r<k>``) so that a few photographs weigh enough against thousands of
-renders; the training augmentation makes every repeat a different view. Real photos
-without okra (``--negatives``) join with empty masks in the same way.
+renders (one file, the other repeats link to it); the training augmentation makes every
+repeat a different view. Real photos without okra (``--negatives``) join with empty masks
+in the same way.
 
 ``OUT/splits/`` keeps the rendered set's grouped split (``okra dataset split`` rules) and
 puts every real photo in ``train`` only, so validation stays purely synthetic.
@@ -49,13 +50,16 @@ def _link_rendered(data: Path, out: Path) -> dict[str, list[str]]:
 
 
 def _add(out: Path, stem: str, image: np.ndarray, mask: np.ndarray, repeat: int) -> list[str]:
+    """Write ``image`` and ``mask`` once as ``real_<stem>_r00``; the other repeats link to them."""
     layout = DatasetLayout(out)
-    stems = []
-    for k in range(repeat):
-        s = f"real_{stem}_r{k:02d}"
-        write_image(layout.images_dir / f"{s}.png", image)
-        write_image(layout.mask_path(s), mask)
-        stems.append(s)
+    stems = [f"real_{stem}_r{k:02d}" for k in range(repeat)]
+    first_image, first_mask = layout.images_dir / f"{stems[0]}.png", layout.mask_path(stems[0])
+    write_image(first_image, image)
+    write_image(first_mask, mask)
+    for s in stems[1:]:
+        for first, link in ((first_image, layout.images_dir / f"{s}.png"), (first_mask, layout.mask_path(s))):
+            if not link.is_symlink():
+                os.symlink(first.name, link)
     return stems
 
 

@@ -84,9 +84,8 @@ def main() -> int:
     bgs = args.out.parent / (args.out.name + "-backgrounds")
     samples = write_skimage_backgrounds(bgs)
     real = link_real_negatives(args.negatives, bgs) if args.negatives.is_dir() else []
-    script = Path(sys.executable).with_name("okra")
-    okra = [str(script)] if script.is_file() else [sys.executable, "-m", "okrainsight"]
-    cmd = [*okra, "synth", str(args.out), "--n", str(args.n), "--seed", str(args.seed), "--size", args.size,
+    cmd = [sys.executable, "-m", "okrainsight", "synth", str(args.out),
+           "--n", str(args.n), "--seed", str(args.seed), "--size", args.size,
            "--backgrounds", str(bgs), "--negatives", str(bgs),
            "--negative-fraction", str(args.negative_fraction)]  # fmt: skip
     print(" ".join(cmd))

@@ -862,7 +862,6 @@ __all__ = [
     "fit_okra_likeness",
     "plot_reliability",
     "reliability_bins",
-    "render_lookalike_scene",
     "rendered_lookalike_features",
     "rendered_okra_features",
     "rendered_pod_features",
