@@ -19,6 +19,7 @@ The real folders are read in place when they exist and are never copied.
 Usage::
 
     .venv/bin/python bench/bench_accuracy.py --models default runs/other-model --n 120
+    .venv/bin/python bench/bench_accuracy.py --models default --zooms 0 1 2 1,2   # tilings side by side
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from okrainsight.imageio import read_image, read_mask, write_image
 from okrainsight.metrics import confusion
 from okrainsight.runtime import Segmenter
 from okrainsight.synth import render_scene
+from okrainsight.tiling import parse_zooms
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -115,6 +117,14 @@ def main() -> int:
     ap.add_argument("--overlays", type=Path, default=None, help="write overlays of the real photos here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=None, help="override the cards' thresholds")
+    ap.add_argument(
+        "--zooms",
+        nargs="+",
+        default=[None],
+        metavar="Z",
+        help="tilings to compare, each comma-separated (okrainsight.tiling), e.g. --zooms 0 1 1,2 "
+        "(default: each card's own)",
+    )
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
@@ -125,14 +135,17 @@ def main() -> int:
     ]  # fmt: skip
     print("| " + " | ".join(cols) + " |")
     print("|---|---:|---:|---|---|---|---|")
-    for spec in args.models:
-        seg = Segmenter.from_path(spec, threads=args.threads)
+    runs = [(spec, z) for spec in args.models for z in args.zooms]
+    for spec, zoom in runs:
+        seg = Segmenter.from_path(
+            spec, threads=args.threads, zooms=None if zoom is None else parse_zooms(zoom)
+        )
         if args.threshold is not None:
             seg.card.threshold = args.threshold
         syn = synthetic_scores(seg, args.n, (w, h), args.seed)
         ov = None
         if args.overlays is not None:
-            ov = args.overlays / Path(spec).name
+            ov = args.overlays / (Path(spec).name + ("" if zoom is None else f"-zoom{zoom}"))
             ov.mkdir(parents=True, exist_ok=True)
         real = real_scores(seg, args.real_okra, args.negatives, ov)
         ious = real["real_white_iou"]
@@ -146,7 +159,8 @@ def main() -> int:
         per = ", ".join(f"{v:.2f}" for v in ious.values())
         white = f"{np.mean(list(ious.values())):.3f} ({per})" if ious else "n/a"
         other = ", ".join(f"{k} {100 * v:.0f}%" for k, v in real["real_other_share"].items())
-        print(f"| `{spec}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
+        name = f"{spec} (zooms {','.join(f'{z:g}' for z in seg.zooms)})"
+        print(f"| `{name}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
               f"| {white} | {fmt(held)} | {fmt(seen)} | {other} |")  # fmt: skip
         for k, v in sorted(neg.items()):
             print(f"    negative {k}: {100 * v:.2f}% okra", file=sys.stderr)

@@ -39,6 +39,7 @@ def _full_card() -> ModelCard:
         mean=(0.5, 0.4, 0.3),
         std=(0.2, 0.25, 0.3),
         threshold=0.42,
+        zooms=(1.0, 2.0),
         labels=("background", "okra"),
         name="okra-test",
         data_fingerprint="sha256:abc",
@@ -66,6 +67,7 @@ def test_card_round_trip(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["format"] == "okrainsight-model/1"
     assert data["input_size"] == [320, 256]
+    assert data["zooms"] == [1.0, 2.0]
     assert ModelCard.from_dict(card.to_dict()) == card
 
 
@@ -79,6 +81,8 @@ def test_card_round_trip(tmp_path: Path) -> None:
         ({"input_size": ["a", 3]}, "invalid card field"),
         ({"format": "someone-else/9"}, "unsupported card format"),
         ({"arch_kwargs": [1, 2]}, "arch_kwargs must be a JSON object"),
+        ({"zooms": [0.5]}, "zoom must be 0"),
+        ({"zooms": []}, "at least one zoom"),
     ],
 )
 def test_invalid_card_fields_name_the_file(tmp_path: Path, patch: dict[str, object], problem: str) -> None:

@@ -160,3 +160,32 @@ def test_missing_model_is_a_one_line_error(tmp_path: Path, capsys: pytest.Captur
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("okra: error:") and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_eval_tiles_photos_exactly_as_the_runtime_does(tmp_path: Path) -> None:
+    """``okra eval`` (torch) and ``okra segment`` (ONNX Runtime) see the same tiles: their
+    probabilities agree on a 3:1 photo at the card's zooms, and differ from squeezing it whole."""
+    from okrainsight.evaluate import predict_probability
+    from okrainsight.export import export_onnx
+    from okrainsight.runtime import Segmenter
+
+    card = ModelCard(
+        arch=TINY,
+        input_size=(64, 48),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        zooms=(1.0, 2.0),
+        name="tiny",
+    )
+    folder = save_checkpoint(tmp_path / "model", green_detector(), card)
+    export_onnx(green_detector().eval(), card, folder / "model.onnx")
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (90, 270, 3), dtype=np.uint8), (0, 0), 2.0)
+    seg = Segmenter.from_path(folder, threads=1)
+    assert seg.zooms == (1.0, 2.0)
+    ours = predict_probability(green_detector().eval(), card, image)
+    theirs = seg.predict_probability(image)
+    assert ours.shape == theirs.shape == (90, 270)
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)
+    squeezed = seg.predict_probability(image, zooms=(0,))
+    assert np.abs(squeezed - theirs).max() > 0.05

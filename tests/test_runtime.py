@@ -95,6 +95,35 @@ def test_threshold_override(model_dir):
         seg.segment(img[:, :, 0])
 
 
+def test_zooms_keep_thin_detail_that_squeezing_the_photo_loses(model_dir):
+    """A 3-px green stripe on a 4:1 photo: squeezed whole into the 64x48 input it blurs below the
+    threshold; tiles at zoom 4 (about 85x64 px each, near the input's own size) keep it."""
+    img = np.empty((256, 1024, 3), np.uint8)
+    img[:] = BACKGROUND_RGB
+    img[20:236, 500:503] = POD_RGB
+    truth = np.zeros((256, 1024), bool)
+    truth[20:236, 500:503] = True
+    seg = Segmenter.from_path(model_dir, threads=1)
+    assert seg.zooms == (1.0,)  # the card names none
+    assert seg.summary()["zooms"] == [1.0]
+    seg.zooms = (0,)
+    whole = seg.segment(img)
+    assert not whole.mask.any()
+    seg.zooms = (4,)
+    fine = seg.segment(img)
+    iou = (fine.mask & truth).sum() / (fine.mask | truth).sum()
+    assert iou > 0.5, iou
+    assert seg.summary()["zooms"] == [4.0]
+    assert Segmenter.from_path(model_dir, zooms=(4,)).predict_probability(img).max() > 0.5
+    p0 = seg.predict_probability(img, zooms=(0,))
+    assert p0.shape == (256, 1024) and p0.max() < 0.5  # a per-call override, the setting unchanged
+    assert seg.zooms == (4.0,)
+    with pytest.raises(ConfigError, match="zoom"):
+        seg.zooms = (0.5,)
+    with pytest.raises(ConfigError, match="zoom"):
+        Segmenter.from_path(model_dir, zooms=())
+
+
 def test_touching_pods_split_single_pod_kept_whole():
     touching = np.zeros((200, 300), np.uint8)
     cv2.circle(touching, (100, 100), 30, 1, -1)

@@ -92,6 +92,7 @@ def test_results_json_contract(batch):
     assert results["model"]["arch"] == "_test_green_segment"
     assert results["model"]["input_size"] == list(MODEL_SIZE)
     assert results["model"]["threshold"] == 0.5
+    assert results["model"]["zooms"] == [1.0]  # the card names none: aspect-kept tiles, one zoom
     assert len(results["images"]) == 8  # 6 images + 1 video + 1 missing
     for e in results["images"]:
         assert set(e) >= IMAGE_KEYS
@@ -194,9 +195,16 @@ def test_cli_segment_exit_codes_and_one_line_errors(model_dir, inputs, tmp_path)
     assert (out / "masks" / "photo.png").is_file()
 
     ok = _okra(
-        "segment", str(inputs / "empty.png"), "--out", str(out), "--model", str(model_dir), "--no-progress"
-    )
+        "segment", str(inputs / "empty.png"), "--out", str(out), "--model", str(model_dir), "--no-progress",
+        "--zoom", "0,2",
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
+    assert json.loads((out / "results.json").read_text())["model"]["zooms"] == [0.0, 2.0]
+    bad_zoom = _okra(
+        "segment", str(inputs / "empty.png"), "--out", str(out), "--model", str(model_dir), "--zoom", "0.5"
+    )
+    assert bad_zoom.returncode == 2 and "Traceback" not in bad_zoom.stderr
+    assert "--zoom" in bad_zoom.stderr and "0.5" in bad_zoom.stderr
 
     bad_model = _okra("segment", str(inputs / "empty.png"), "--out", str(out), "--model", "nope")
     assert bad_model.returncode == 2 and "Traceback" not in bad_model.stderr

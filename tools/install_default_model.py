@@ -10,7 +10,8 @@ Writes ``src/okrainsight/models/default/``:
 
 Usage::
 
-    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json] [--threshold 0.4]
+    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json] \
+        [--threshold 0.4] [--zooms 1,2]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from okrainsight.checkpoint import ONNX_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from okrainsight.export import export_onnx
 from okrainsight.runtime import BUILTIN_DIR
+from okrainsight.tiling import parse_zooms
 
 MAX_BYTES = 2 * 1024 * 1024
 
@@ -36,6 +38,11 @@ def main() -> int:
     ap.add_argument("--recipe", type=Path, default=None, help="recipe.json of the training data")
     ap.add_argument("--name", default="default")
     ap.add_argument("--threshold", type=float, default=None, help="card threshold (default: the run's)")
+    ap.add_argument(
+        "--zooms",
+        default=None,
+        help="card tiling, comma-separated (okrainsight.tiling; default: the run's), e.g. 1,2",
+    )
     args = ap.parse_args()
 
     model, card = load_checkpoint(args.run)
@@ -49,6 +56,11 @@ def main() -> int:
             raise SystemExit(f"--threshold {args.threshold}: must lie between 0 and 1")
         card.extra["trained_threshold"] = card.threshold
         card.threshold = args.threshold
+    if args.zooms is not None:
+        try:
+            card.zooms = parse_zooms(args.zooms)
+        except ValueError as exc:
+            raise SystemExit(f"--zooms: {exc}") from exc
     if args.recipe is not None and args.recipe.is_file():
         card.extra["training_data_recipe"] = json.loads(args.recipe.read_text())
 

@@ -26,6 +26,7 @@ from typing import Any
 from okrainsight import __version__
 from okrainsight.errors import ModelError
 from okrainsight.imageio import atomic_output, atomic_write_text
+from okrainsight.tiling import DEFAULT_ZOOMS, check_zooms
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,6 +46,9 @@ class ModelCard:
         input_size: ``(width, height)`` in pixels the model was trained and exported at.
         mean, std: per-channel RGB normalisation applied to ``pixel / 255``.
         threshold: probability at or above which a pixel is okra.
+        zooms: how the runtime tiles a photo (:mod:`okrainsight.tiling`): ``1`` = the largest tiles of
+            ``input_size``'s shape inside the photo, ``2`` = half that size, ``0`` = the whole photo
+            squeezed into ``input_size``; the probabilities of several zooms are averaged.
         labels: class names, background first.
         name: human-readable model name.
         data_fingerprint: hash of the training data (see the trainer), or None.
@@ -61,6 +65,7 @@ class ModelCard:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     threshold: float = 0.5
+    zooms: tuple[float, ...] = DEFAULT_ZOOMS
     labels: tuple[str, ...] = ("background", "okra")
     name: str = ""
     data_fingerprint: str | None = None
@@ -77,6 +82,7 @@ class ModelCard:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["labels"] = list(self.labels)
+        d["zooms"] = list(self.zooms)
         return d
 
     @classmethod
@@ -108,6 +114,8 @@ class ModelCard:
                 kwargs["labels"] = tuple(str(v) for v in kwargs["labels"])
             if "threshold" in kwargs:
                 kwargs["threshold"] = float(kwargs["threshold"])
+            if "zooms" in kwargs:
+                kwargs["zooms"] = check_zooms(kwargs["zooms"])
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid card field ({exc})") from exc
         if not 0.0 < kwargs.get("threshold", 0.5) < 1.0:

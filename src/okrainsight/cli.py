@@ -504,6 +504,14 @@ def segment_cmd(
     grader: str = typer.Option(
         "default", "--grader", help="Tip-break grader folder, 'default' (built-in, if installed) or 'none'."
     ),
+    zoom: str | None = typer.Option(
+        None,
+        "--zoom",
+        help="How photos are tiled, comma-separated (default: the model card's; the built-in model: 1,2). "
+        "1 = the largest tiles of the network input's shape (square) inside the photo, 2 = half that size "
+        "(finer detail), "
+        "0 = whole photo squeezed into the network's input (fastest, e.g. for --source).",
+    ),
 ) -> None:
     """Find okra in photos and videos: masks, overlays, cut-outs, report.html and results.json.
 
@@ -514,13 +522,18 @@ def segment_cmd(
     """
     from okrainsight.errors import ConfigError
     from okrainsight.segment import failed_count, segment_camera, segment_inputs
+    from okrainsight.tiling import parse_zooms
 
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise typer.BadParameter("--threshold must lie strictly between 0 and 1", param_hint="--threshold")
+    try:
+        zooms = None if zoom is None else parse_zooms(zoom)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--zoom") from exc
     if source is not None:
         if inputs:
             raise ConfigError("give either input files or --source, not both")
-        frames = segment_camera(source, model, threshold, threads=threads)
+        frames = segment_camera(source, model, threshold, threads=threads, zooms=zooms)
         console.print(f"{frames} frames shown", markup=False)
         return
     if not inputs:
@@ -536,6 +549,7 @@ def segment_cmd(
         progress=not no_progress,
         video_stride=video_stride,
         grader=None if grader.lower() == "none" else grader,
+        zooms=zooms,
     )
     images = results["images"]
     for item in images:

@@ -42,6 +42,7 @@ from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import DatasetError, OkraError
 from okrainsight.imageio import atomic_write_text, read_image, read_mask, write_image
 from okrainsight.metrics import METRIC_NAMES, MetricAccumulator
+from okrainsight.tiling import tiled_probability
 from okrainsight.torchdata import read_split_stems
 
 log = logging.getLogger(__name__)
@@ -112,24 +113,29 @@ def cpu_latency_ms(model: Any, size_wh: tuple[int, int], runs: int = 20, warmup:
 
 
 def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.ndarray:
-    """Okra probability ``(H, W)`` float32 in [0, 1] at the image's full size.
-
-    ``image`` is ``(H, W, 3)`` uint8 RGB; it is resized to ``card.input_size`` (area
-    interpolation), normalised, run, and the sigmoid of the logits is resized back
-    (bilinear) before any thresholding.
+    """Okra probability ``(H, W)`` float32 in [0, 1] at the image's full size, as the runtime
+    computes it: ``image`` (``(H, W, 3)`` uint8 RGB) is covered with the card's tiles
+    (:mod:`okrainsight.tiling`); each tile is resized to ``card.input_size`` (area interpolation
+    when shrinking), normalised, run, and the sigmoid of the logits resized back (bilinear)
+    before any thresholding.
     """
     import torch
 
-    h, w = image.shape[:2]
     iw, ih = card.input_size
-    small = cv2.resize(image, (iw, ih), interpolation=cv2.INTER_AREA)
-    x = (small.astype(np.float32) / 255.0 - np.asarray(card.mean, np.float32)) / np.asarray(
-        card.std, np.float32
-    )
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
-    with torch.inference_mode():
-        prob = torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
-    return np.clip(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    mean = np.asarray(card.mean, np.float32)
+    std = np.asarray(card.std, np.float32)
+
+    def crop_probability(crop: np.ndarray) -> np.ndarray:
+        h, w = crop.shape[:2]
+        interp = cv2.INTER_AREA if (w >= iw and h >= ih) else cv2.INTER_LINEAR
+        small = cv2.resize(crop, (iw, ih), interpolation=interp)
+        x = (small.astype(np.float32) / 255.0 - mean) / std
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            prob = torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    return tiled_probability(image, crop_probability, card.zooms, aspect=iw / ih)
 
 
 def _teacher_labelled(root: Path, stems: list[str]) -> bool:

@@ -29,6 +29,7 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
+from okrainsight.tiling import check_zooms, tiled_probability
 
 log = logging.getLogger(__name__)
 
@@ -477,13 +478,21 @@ def _first_line(exc: BaseException) -> str:
     return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
 
 
-def card_summary(card: ModelCard, *, source: str | None = None, threshold: float | None = None) -> dict:
-    """The short model description written into ``results.json`` and shown by ``okra models``."""
+def card_summary(
+    card: ModelCard,
+    *,
+    source: str | None = None,
+    threshold: float | None = None,
+    zooms: tuple[float, ...] | None = None,
+) -> dict:
+    """The short model description written into ``results.json`` and shown by ``okra models``
+    (``threshold`` and ``zooms``: what the run used when it overrode the card's)."""
     return {
         "name": card.name or card.arch,
         "arch": card.arch,
         "input_size": list(card.input_size),
         "threshold": float(card.threshold if threshold is None else threshold),
+        "zooms": list(card.zooms if zooms is None else zooms),
         "labels": list(card.labels),
         "version": card.version,
         "created": card.created,
@@ -526,6 +535,7 @@ class Segmenter:
         source: how the model was named (for reports).
         grader: an :class:`okrainsight.grading.Grader` that gates each pod and sets its
             ``tender_probability`` (None: pods are not graded).
+        zooms: how photos are tiled (:mod:`okrainsight.tiling`); None: the card's ``zooms``.
     """
 
     def __init__(
@@ -536,6 +546,7 @@ class Segmenter:
         threads: int = DEFAULT_THREADS,
         source: str | None = None,
         grader: Any | None = None,
+        zooms: tuple[float, ...] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -546,6 +557,8 @@ class Segmenter:
         self.threads = int(threads)
         self.source = source or str(onnx_path)
         self.grader = grader
+        self._zooms: tuple[float, ...] | None = None
+        self.zooms = zooms
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -575,11 +588,16 @@ class Segmenter:
 
     @classmethod
     def from_path(
-        cls, spec: str | os.PathLike[str], *, threads: int = DEFAULT_THREADS, grader: Any | None = None
+        cls,
+        spec: str | os.PathLike[str],
+        *,
+        threads: int = DEFAULT_THREADS,
+        grader: Any | None = None,
+        zooms: tuple[float, ...] | None = None,
     ) -> Segmenter:
         """Load a model folder, an ``.onnx`` file (card beside it or embedded) or a built-in name."""
         onnx_path, card = resolve_model(spec)
-        return cls(onnx_path, card, threads=threads, source=os.fspath(spec), grader=grader)
+        return cls(onnx_path, card, threads=threads, source=os.fspath(spec), grader=grader, zooms=zooms)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -591,31 +609,53 @@ class Segmenter:
         return float(self.card.threshold)
 
     def summary(self, threshold: float | None = None) -> dict[str, Any]:
-        return card_summary(self.card, source=self.source, threshold=threshold)
+        return card_summary(self.card, source=self.source, threshold=threshold, zooms=self.zooms)
 
-    def predict_probability(self, image: np.ndarray) -> np.ndarray:
-        """Okra probability for every pixel of ``image``.
+    @property
+    def zooms(self) -> tuple[float, ...]:
+        """How photos are tiled (:mod:`okrainsight.tiling`): the constructor's ``zooms`` or the card's."""
+        return self._zooms if self._zooms is not None else tuple(self.card.zooms)
 
-        Args:
-            image: ``(H, W, 3)`` uint8 RGB.
+    @zooms.setter
+    def zooms(self, value: tuple[float, ...] | None) -> None:
+        try:
+            self._zooms = None if value is None else check_zooms(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
-        Returns:
-            ``(H, W)`` float32 in 0..1: the photo resized to the model's input size
-            (``INTER_AREA``), run, and the probability map resized back to ``(H, W)``
-            (bilinear) so that thresholding happens at full resolution.
-        """
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
-        h, w = img.shape[:2]
+    def _predict_crop(self, crop: np.ndarray) -> np.ndarray:
+        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop: resized to the model's
+        input (``INTER_AREA`` when shrinking), run, and resized back (bilinear)."""
+        h, w = crop.shape[:2]
         mw, mh = self.input_size
         interp = cv2.INTER_AREA if (w >= mw and h >= mh) else cv2.INTER_LINEAR
-        small = img if (w, h) == (mw, mh) else cv2.resize(img, (mw, mh), interpolation=interp)
+        small = crop if (w, h) == (mw, mh) else cv2.resize(crop, (mw, mh), interpolation=interp)
         (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
         p = np.asarray(prob, dtype=np.float32).reshape(mh, mw)
         if (w, h) != (mw, mh):
             p = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.clip(p, 0.0, 1.0)
+        return p
+
+    def predict_probability(self, image: np.ndarray, *, zooms: tuple[float, ...] | None = None) -> np.ndarray:
+        """Okra probability for every pixel of ``image``.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            zooms: overrides :attr:`zooms` for this call.
+
+        Returns:
+            ``(H, W)`` float32 in 0..1. The photo is covered with tiles of the input's shape at each zoom
+            (:func:`okrainsight.tiling.tiled_probability`; zoom 0 = the whole photo squeezed to the
+            input size); each tile is resized to the model's input, run, and its probability resized
+            back to the tile (bilinear), so thresholding happens at full resolution.
+        """
+        img = np.asarray(image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
+        mw, mh = self.input_size
+        return tiled_probability(
+            img, self._predict_crop, self.zooms if zooms is None else zooms, aspect=mw / mh
+        )
 
     def segment(
         self,

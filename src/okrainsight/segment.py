@@ -282,11 +282,18 @@ def _segment_video(
     return entry
 
 
-def load_segmenter(model: str | os.PathLike[str] | Segmenter, threads: int = DEFAULT_THREADS) -> Segmenter:
-    """``model`` as a :class:`Segmenter` (a built-in name, a model folder, an ``.onnx`` file, or one)."""
+def load_segmenter(
+    model: str | os.PathLike[str] | Segmenter,
+    threads: int = DEFAULT_THREADS,
+    zooms: tuple[float, ...] | None = None,
+) -> Segmenter:
+    """``model`` as a :class:`Segmenter` (a built-in name, a model folder, an ``.onnx`` file, or one);
+    ``zooms`` (see :mod:`okrainsight.tiling`) overrides the card's tiling when given."""
     if isinstance(model, Segmenter):
+        if zooms is not None:
+            model.zooms = zooms
         return model
-    return Segmenter.from_path(model, threads=threads)
+    return Segmenter.from_path(model, threads=threads, zooms=zooms)
 
 
 def segment_inputs(
@@ -300,6 +307,7 @@ def segment_inputs(
     video_stride: int = 1,
     max_video_frames: int | None = None,
     grader: str | os.PathLike[str] | Any | None = None,
+    zooms: tuple[float, ...] | None = None,
 ) -> dict[str, Any]:
     """Segment every input and write the output folder (see the module docstring).
 
@@ -316,6 +324,7 @@ def segment_inputs(
             built-in one, skipped when not installed), a ``Grader``, or None (no verdicts). With a
             grader each pod also carries ``okra_plausible`` and ``gate``, and ``tender_probability``
             is set for pods that passed the gate.
+        zooms: how photos are tiled (:mod:`okrainsight.tiling`); None: the model card's.
 
     Returns:
         The ``results.json`` content. Inputs that failed carry an ``error`` (one line naming
@@ -331,7 +340,7 @@ def segment_inputs(
     paths = expand_inputs(inputs)
     if not paths:
         raise ConfigError("no inputs given: name image files, folders, globs or videos")
-    seg = load_segmenter(model, threads)
+    seg = load_segmenter(model, threads, zooms)
     if grader is not None and seg.grader is None:
         from okrainsight.grading.model import resolve_grader
 
@@ -490,6 +499,7 @@ def segment_camera(
     *,
     threads: int = DEFAULT_THREADS,
     window: str = "okra segment (q to quit)",
+    zooms: tuple[float, ...] | None = None,
 ) -> int:
     """Live overlay from camera ``source`` in a window, with frames per second; ``q``/Esc quits.
 
@@ -498,13 +508,15 @@ def segment_camera(
 
     Raises:
         ConfigError: no display, an OpenCV build without windows, or the camera does not open.
+
+    ``zooms`` overrides the card's tiling (:mod:`okrainsight.tiling`); ``(0,)`` is the fastest.
     """
     if not has_display():
         raise ConfigError(
             f"--source {source} needs a display for the live window and none was found "
             "(DISPLAY is not set); segment a recorded video file instead"
         )
-    seg = load_segmenter(model, threads)
+    seg = load_segmenter(model, threads, zooms)
     cap = cv2.VideoCapture(int(source))
     if not cap.isOpened():
         raise ConfigError(f"camera {source} could not be opened (is it connected and free?)")

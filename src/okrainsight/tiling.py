@@ -1,0 +1,128 @@
+"""Tiled inference: run a fixed-size segmentation network over a photo of any shape without
+squashing it, at one or more zooms, and blend the tiles' probabilities. Needs numpy only.
+
+The students are trained on crops of the input's shape at roughly true aspect ratio, so
+squeezing a whole 2:1 photo into a 256x256 input distorts every pod twice over and shrinks it.
+Here a photo is instead covered with **tiles of the network input's aspect ratio** (square for
+the built-in model):
+
+* zoom ``1``: the largest such tiles that fit the photo (a square photo is one tile for a square
+  input, a 4:3 photo two overlapping ones);
+* zoom ``z >= 1``: tiles ``1/z`` that size, so that the network sees pods ``z`` times larger
+  (finer detail: ridges, the calyx cap);
+* zoom ``0``: the whole photo resized to the input, aspect not kept (one pass; the fastest).
+
+Neighbouring tiles overlap by at least ``overlap`` of their side and are blended with weights
+that fall off linearly towards each tile's edges, so no seam shows; the maps of several zooms
+are averaged with equal weight. ``bench/bench_accuracy.py --zooms`` measures the effect on the
+real photographs (``docs/model-card.md``, "Tiles").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+#: Zooms a model card gets when it names none: aspect-preserving tiles, one scale.
+DEFAULT_ZOOMS: tuple[float, ...] = (1.0,)
+
+
+def check_zooms(zooms: Sequence[float]) -> tuple[float, ...]:
+    """``zooms`` as a tuple of floats; ValueError unless non-empty and each is 0 or at least 1."""
+    out = tuple(float(z) for z in zooms)
+    if not out:
+        raise ValueError("zooms must name at least one zoom (0 = whole photo, 1 = largest tiles, 2 = finer)")
+    for z in out:
+        if not (z == 0.0 or (z >= 1.0 and math.isfinite(z))):
+            raise ValueError(f"a zoom must be 0 (whole photo) or at least 1 (tiles), got {z:g}")
+    return out
+
+
+def parse_zooms(text: str) -> tuple[float, ...]:
+    """Parse ``"1,2"`` (comma-separated zooms) into ``(1.0, 2.0)``; ValueError with the reason."""
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as exc:
+        raise ValueError(f"zooms must be comma-separated numbers like '1,2', got {text!r}") from exc
+    return check_zooms(values)
+
+
+def tile_starts(length: int, side: int, overlap: float = 0.25) -> list[int]:
+    """Evenly spaced tile offsets covering ``0..length`` with tiles of ``side`` pixels that overlap
+    by at least ``overlap * side`` (the first starts at 0, the last ends at ``length``)."""
+    if side >= length:
+        return [0]
+    step = max(1.0, side * (1.0 - overlap))
+    n = math.ceil((length - side) / step) + 1
+    return [int(round(v)) for v in np.linspace(0, length - side, n)]
+
+
+def tile_windows(
+    height: int, width: int, zoom: float, overlap: float = 0.25, aspect: float = 1.0
+) -> list[tuple[int, int, int, int]]:
+    """The tiles of one zoom as ``(y, x, tile_height, tile_width)`` in pixel coordinates
+    (row, column of the top-left corner). Zoom 0 is the whole photo; zoom ``z >= 1`` gives tiles
+    of width/height ``aspect``, ``1/z`` the size of the largest such tile inside the photo
+    (at least 1 pixel each way)."""
+    if zoom == 0:
+        return [(0, 0, height, width)]
+    th = min(float(height), width / aspect) / zoom
+    tw = min(float(width), th * aspect)
+    th, tw = max(1, min(height, int(round(th)))), max(1, int(round(tw)))
+    return [(y, x, th, tw) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+
+
+def _ramp(n: int, feather: float) -> np.ndarray:
+    """1-D blend weight over ``n`` pixels: rises linearly over ``feather`` pixels from each end
+    (the overlap, so neighbouring tiles cross-fade over all of it)
+    (never below 1e-3, so a pixel covered by one tile keeps its value)."""
+    i = np.arange(n, dtype=np.float32)
+    d = np.minimum(i + 0.5, n - i - 0.5)
+    return np.clip(d / max(feather, 1.0), 1e-3, 1.0).astype(np.float32)
+
+
+def tiled_probability(
+    image: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    zooms: Sequence[float] = DEFAULT_ZOOMS,
+    overlap: float = 0.25,
+    aspect: float = 1.0,
+) -> np.ndarray:
+    """Blend ``predict`` over the tiles of every zoom.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB photo.
+        predict: maps a ``(h, w, 3)`` uint8 crop to its ``(h, w)`` float32 probability (0..1),
+            resizing to the network's input and back itself.
+        zooms: see the module docstring (validated by :func:`check_zooms`).
+        overlap: least overlap of neighbouring tiles, as a fraction of the tile side (0..0.9).
+        aspect: width / height of the tiles: the network input's (1.0 for a square input).
+
+    Returns:
+        ``(H, W)`` float32 in 0..1.
+    """
+    zooms = check_zooms(zooms)
+    if not 0.0 <= overlap <= 0.9:
+        raise ValueError(f"overlap must lie in 0..0.9, got {overlap}")
+    h, w = image.shape[:2]
+    total = np.zeros((h, w), np.float32)
+    for zoom in zooms:
+        windows = tile_windows(h, w, zoom, overlap, aspect)
+        if len(windows) == 1:
+            y, x, th, tw = windows[0]
+            total += np.asarray(predict(np.ascontiguousarray(image[y : y + th, x : x + tw])), np.float32)
+            continue
+        acc = np.zeros((h, w), np.float32)
+        weight = np.zeros((h, w), np.float32)
+        for y, x, th, tw in windows:
+            p = np.asarray(predict(np.ascontiguousarray(image[y : y + th, x : x + tw])), np.float32)
+            wt = _ramp(th, overlap * th)[:, None] * _ramp(tw, overlap * tw)[None, :]
+            acc[y : y + th, x : x + tw] += p * wt
+            weight[y : y + th, x : x + tw] += wt
+        total += acc / np.maximum(weight, 1e-12)
+    return np.clip(total / len(zooms), 0.0, 1.0)
+
+
+__all__ = ["DEFAULT_ZOOMS", "check_zooms", "parse_zooms", "tile_starts", "tile_windows", "tiled_probability"]
