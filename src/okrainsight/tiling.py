@@ -114,14 +114,24 @@ def tiled_probability(
             y, x, th, tw = windows[0]
             total += np.asarray(predict(np.ascontiguousarray(image[y : y + th, x : x + tw])), np.float32)
             continue
+        # Tiles form a grid of one shape, so the blend weights are separable: each tile weighs
+        # ramp_y (x) ramp_x, and their sum over the grid is the outer product of the 1-D sums.
+        th, tw = windows[0][2], windows[0][3]
+        ry, rx = _ramp(th, overlap * th), _ramp(tw, overlap * tw)
+        wt = ry[:, None] * rx[None, :]
+        sum_y, sum_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
+        for y in sorted({y for y, _, _, _ in windows}):
+            sum_y[y : y + th] += ry
+        for x in sorted({x for _, x, _, _ in windows}):
+            sum_x[x : x + tw] += rx
         acc = np.zeros((h, w), np.float32)
-        weight = np.zeros((h, w), np.float32)
-        for y, x, th, tw in windows:
-            p = np.asarray(predict(np.ascontiguousarray(image[y : y + th, x : x + tw])), np.float32)
-            wt = _ramp(th, overlap * th)[:, None] * _ramp(tw, overlap * tw)[None, :]
-            acc[y : y + th, x : x + tw] += p * wt
-            weight[y : y + th, x : x + tw] += wt
-        total += acc / np.maximum(weight, 1e-12)
+        for y, x, _, _ in windows:
+            p = np.array(predict(np.ascontiguousarray(image[y : y + th, x : x + tw])), np.float32)
+            p *= wt
+            acc[y : y + th, x : x + tw] += p
+        acc /= sum_y[:, None]
+        acc /= sum_x[None, :]
+        total += acc
     return np.clip(total / len(zooms), 0.0, 1.0)
 
 
