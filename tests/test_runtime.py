@@ -151,6 +151,31 @@ def test_touching_pods_split_single_pod_kept_whole():
     assert find_pods(specks) == []
 
 
+def test_pods_side_by_side_split_where_the_probability_has_a_valley():
+    """No neck in the mask, but the network is less sure where the pods touch: cut there."""
+    side = np.zeros((200, 300), np.uint8)
+    cv2.ellipse(side, (150, 88), (90, 12), 0, 0, 360, 1, -1)
+    cv2.ellipse(side, (150, 113), (90, 12), 0, 0, 360, 1, -1)
+    rows = np.arange(200, dtype=np.float32)[:, None]
+    valley = np.broadcast_to(0.95 - 0.35 * np.exp(-(((rows - 100.5) / 3.0) ** 2)), side.shape)
+    assert len(find_pods(side, probability=np.full(side.shape, 0.95, np.float32))) == 1  # no valley
+    pods = find_pods(side, probability=valley.astype(np.float32))
+    assert len(pods) == 2
+    top, bottom = sorted(pods, key=lambda p: p.centroid[1])
+    assert top.centroid[1] < 95 < 106 < bottom.centroid[1]
+    for pod in pods:
+        assert abs(pod.length_px - 180) < 20  # each is a whole pod, not a piece
+    a, b = (p.full_mask(side.shape) for p in pods)
+    assert not (a & b).any() and abs(int((a | b).sum()) - int(side.sum())) < 0.01 * side.sum()
+    assert len(find_pods(side, probability=valley.astype(np.float32), split_touching=False)) == 1
+    # one pod whose probability dips across it (a shadow) is not cut into stubby pieces
+    single = np.zeros((200, 300), np.uint8)
+    cv2.ellipse(single, (150, 100), (60, 30), 0, 0, 360, 1, -1)
+    cols = np.arange(300, dtype=np.float32)[None, :]
+    shadow = np.broadcast_to(0.95 - 0.35 * np.exp(-(((cols - 150) / 3.0) ** 2)), single.shape)
+    assert len(find_pods(single, probability=shadow.astype(np.float32))) == 1
+
+
 def test_curved_pod_length_follows_the_curve():
     arc = np.zeros((400, 400), np.uint8)
     cv2.ellipse(arc, (200, 200), (150, 150), 0, 180, 360, 1, 16)

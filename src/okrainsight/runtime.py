@@ -331,6 +331,62 @@ def _split_component(
     return parts
 
 
+def _elongation(part: np.ndarray) -> tuple[float, float]:
+    """``(length / max width, solidity)`` of a bool mask (see :func:`pod_length`)."""
+    u8 = part.astype(np.uint8)
+    width = 2.0 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 5).max())
+    contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = sum(cv2.contourArea(cv2.convexHull(c)) for c in contours)
+    solidity = min(1.0, float(u8.sum()) / hull) if hull > 0 else 0.0
+    return pod_length(part) / max(width, 1.0), solidity
+
+
+def _split_by_probability(
+    comp: np.ndarray,
+    prob: np.ndarray,
+    min_area: int,
+    levels: tuple[float, ...] = (0.7, 0.8, 0.9),
+    pod_elongation: float = 4.5,
+    pod_solidity: float = 0.75,
+    gain: float = 1.2,
+) -> list[np.ndarray]:
+    """Split a component that is not shaped like one pod where its probability has valleys.
+
+    Pods that lie side by side along their whole length leave no neck in the mask, but the
+    network is usually less sure at the line where they touch. A component that is stubby or
+    ragged for a pod (elongation below ``pod_elongation`` or solidity below ``pod_solidity``) is
+    cut at each of ``levels`` in turn: the parts of it where the probability reaches the level
+    (at least a quarter of ``min_area`` each) seed a geodesic growth back over the whole
+    component. The first level whose parts are each at least ``min_area`` and, on average, more
+    than ``gain`` times as elongated as the component wins; otherwise the component stays whole.
+
+    Args:
+        comp: ``(h, w)`` bool mask of one connected component (a crop).
+        prob: ``(h, w)`` float okra probability over the same crop.
+        min_area: smallest part in pixels.
+    """
+    elongation, solidity = _elongation(comp)
+    if elongation >= pod_elongation and solidity >= pod_solidity:
+        return [comp]
+    u8 = comp.astype(np.uint8)
+    for level in levels:
+        core = (comp & (prob >= level)).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+        seeds = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= max(min_area // 4, 16)]
+        if len(seeds) < 2:
+            continue
+        grown = np.zeros(comp.shape, np.uint16)
+        for k, i in enumerate(seeds, start=1):
+            grown[labels == i] = k
+        grown = _grow_labels(grown, u8)
+        parts = [grown == k for k in range(1, len(seeds) + 1)]
+        if any(int(part.sum()) < min_area for part in parts):
+            continue
+        if float(np.mean([_elongation(part)[0] for part in parts])) > gain * elongation:
+            return parts
+    return [comp]
+
+
 def find_pods(
     mask: np.ndarray,
     *,
@@ -338,11 +394,15 @@ def find_pods(
     min_area_fraction: float = 0.0005,
     split_touching: bool = True,
     core_ratio: float = 0.65,
+    probability: np.ndarray | None = None,
 ) -> list[Pod]:
     """Pods in a full-resolution mask: connected components after a small cleanup.
 
     Args:
         mask: ``(H, W)`` bool (or 0/255) okra mask.
+        probability: ``(H, W)`` float okra probability the mask came from; with it (and
+            ``split_touching``) stubby or ragged components are also split where the probability
+            has valleys (:func:`_split_by_probability`), which separates pods lying side by side.
         min_area: smallest pod in pixels; default ``max(16, min_area_fraction * H * W)``.
         split_touching: split touching pods at clear necks (distance transform + watershed).
         core_ratio: how deep a neck must be to split there (higher = more conservative... fewer cores).
@@ -371,6 +431,9 @@ def find_pods(
         x1, y1 = min(w, x + bw + pad), min(h, y + bh + pad)
         comp = labels[y0:y1, x0:x1] == i
         parts = _split_component(comp, min_area, core_ratio) if split_touching else [comp]
+        if split_touching and probability is not None:
+            crop = np.asarray(probability, np.float32)[y0:y1, x0:x1]
+            parts = [q for part in parts for q in _split_by_probability(part, crop, min_area)]
         for part in parts:
             pods.append(_make_pod(part, (x0, y0)))
     pods.sort(key=lambda p: p.area_px, reverse=True)
@@ -670,7 +733,8 @@ class Segmenter:
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             threshold: overrides the card's threshold (0 < t < 1).
-            split_touching: split touching pods where the mask allows (see :func:`find_pods`).
+            split_touching: split touching pods where the mask or the probability allows
+                (see :func:`find_pods`).
             min_area: smallest pod in pixels (default: 0.05% of the image, at least 16).
         """
         t = self.threshold if threshold is None else float(threshold)
@@ -678,7 +742,7 @@ class Segmenter:
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
         prob = self.predict_probability(image)
         mask = prob >= t
-        pods = find_pods(mask, min_area=min_area, split_touching=split_touching)
+        pods = find_pods(mask, min_area=min_area, split_touching=split_touching, probability=prob)
         if self.grader is not None:
             from okrainsight.grading.model import apply_grader
 
