@@ -169,15 +169,27 @@ def render_pod(
     limit = tube.s_start - 1.0 if include_stem else -tube.cap_len
     sprite.okra = f.grid(f.inside & (f.s >= limit), False)
     if tilt > 0:
-        _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92)
+        _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92, rng, attrs["age"])
     sprite.info = dict(attrs)
     return sprite
 
 
 def _draw_end_disc(
-    sprite: Sprite, tube: Tube, mat: Material, light: Light, tilt: float, radius: float
+    sprite: Sprite,
+    tube: Tube,
+    mat: Material,
+    light: Light,
+    tilt: float,
+    radius: float,
+    rng: np.random.Generator,
+    age: float = 0.0,
 ) -> None:
-    """Paint the calyx face of a pod seen cap-first onto its sprite (and into its okra mask)."""
+    """Paint the calyx face of a pod seen cap-first onto its sprite (and into its okra mask).
+
+    v6: as on market pods, the cut stem face is a wide, pale cream-green disc (40 to 75% of the
+    face), ringed by the calyx's lighter green lobes; only old pods have a brown rim. The face
+    turns towards the camera, so it is lit more evenly than the flank.
+    """
     c = tube.nodes[0]
     t = tube.nodes[min(2, len(tube.nodes) - 1)] - tube.nodes[0]
     t = t / max(float(np.linalg.norm(t)), 1e-9)
@@ -206,19 +218,29 @@ def _draw_end_disc(
     norm = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-6
     L = light.direction
     diffuse = np.clip((nx * L[0] + ny * L[1] + nz * L[2]) / norm, 0, 1)
-    shade = (light.ambient + (1 - light.ambient) * diffuse) * light.intensity
+    ambient = max(light.ambient, 0.45)
+    shade = (ambient + (1 - ambient) * diffuse) * light.intensity
     cap = np.asarray(mat.cap if mat.cap is not None else mat.base, np.float32)
     cut = np.asarray(mat.cut if mat.cut is not None else cap * 1.4, np.float32)
-    rim_col = np.array([0.55, 0.32, 0.18], np.float32)
-    albedo = np.broadcast_to(cap, e.shape + (3,)).copy()
-    # Calyx lobes: a scalloped pattern around the face.
+    albedo = np.broadcast_to(np.clip(cap * 1.12, 0, 1), e.shape + (3,)).copy()
+    # Calyx lobes: a scalloped (5-lobed, like the ridges) pattern around the face.
     ang = np.arctan2(along / b, across / a)
-    lobes = 0.5 + 0.5 * np.cos(ang * 5)
-    albedo *= (0.9 + 0.15 * lobes * (e > 0.4))[..., None]
+    lobes = 0.5 + 0.5 * np.cos(ang * mat.ridges + mat.ridge_phase)
+    albedo *= (0.9 + 0.15 * lobes * (e > 0.5))[..., None]
     ring = np.exp(-(((e - 0.93) / 0.06) ** 2))[..., None]
-    albedo = albedo * (1 - 0.7 * ring) + rim_col * (0.7 * ring)
-    centre_disc = (e < 0.3)[..., None]
-    albedo = np.where(centre_disc, cut, albedo)
+    if age > 0.6:  # old pods: a brown rim where the calyx dries
+        rim_col = np.array([0.55, 0.32, 0.18], np.float32)
+        albedo = albedo * (1 - 0.7 * ring) + rim_col * (0.7 * ring)
+    else:
+        albedo = albedo * (1 - 0.25 * ring)
+    inner = float(rng.uniform(0.4, 0.75))
+    # The cut face's outline follows the ridges (a rounded polygon), with a darker ring of
+    # vascular bundles just inside it and a paler pith.
+    poly = inner * (1 + 0.08 * np.cos(ang * mat.ridges + mat.ridge_phase))
+    face = np.clip((poly - e) / 0.05 + 0.5, 0.0, 1.0)[..., None]
+    bundle = np.exp(-(((e - 0.8 * poly) / (0.07 * inner)) ** 2))[..., None]
+    face_col = cut * (1 - 0.18 * bundle)
+    albedo = albedo * (1 - face) + face_col * face
     rgb = albedo * shade[..., None] * light.colour
     sl = (slice(y0, y1), slice(x0, x1))
     aa = cover_aa[..., None]

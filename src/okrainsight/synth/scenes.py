@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-5"
+RENDERER_VERSION = "okrainsight-synth-6"
 
 
 @dataclass
@@ -296,7 +296,7 @@ def _place_pods(
         attrs = sample_pod_attributes(rng, scale * rng.uniform(0.85, 1.15))
         attrs["width"] *= width_boost
         if rng.random() < tilt_prob:
-            attrs["tilt"] = float(rng.uniform(0.3, 0.9))
+            attrs["tilt"] = float(rng.uniform(0.3, 1.1))
         for _try in range(8):
             c = (cx + rng.uniform(-hw, hw), cy + rng.uniform(-hh, hh))
             a = (
@@ -500,7 +500,7 @@ def render_scene(
                 (c[0], c[1], 1, 1),
                 angle=a + k * fan / max(n - 1, 1),
                 angle_jitter=0.15,
-                tilt_prob=0.15,
+                tilt_prob=0.3,
             )
     elif kind == "bunch":
         n = int(rng.integers(2, 7))
@@ -511,8 +511,18 @@ def render_scene(
         for i in range(n):
             off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
             c = (w / 2 + perp[0] * off + rng.normal(0, scale * 0.05), h / 2 + perp[1] * off)
+            # v6: bunches on white often show the cut stem faces (pods pointing at the camera).
             sprites += _place_pods(
-                rng, 1, scale, (w, h), light, include_stem, (c[0], c[1], 1, 1), angle=a, angle_jitter=0.12
+                rng,
+                1,
+                scale,
+                (w, h),
+                light,
+                include_stem,
+                (c[0], c[1], 1, 1),
+                angle=a,
+                angle_jitter=0.12,
+                tilt_prob=0.35,
             )
         if rng.random() < 0.3:
             sprites += _distractors(rng, 1, scale * 0.7, (w, h), light, SURFACE_DISTRACTORS)
@@ -522,7 +532,7 @@ def render_scene(
             region = _plate(rng, bg)
         n = int(rng.integers(1, 9))
         scale = dim * rng.uniform(0.25, 0.85)
-        items = _place_pods(rng, n, scale, (w, h), light, include_stem, region, tilt_prob=0.15)
+        items = _place_pods(rng, n, scale, (w, h), light, include_stem, region, tilt_prob=0.25)
         items += _distractors(rng, int(rng.integers(0, 4)), scale, (w, h), light, SURFACE_DISTRACTORS)
         order = rng.permutation(len(items))
         sprites = [items[i] for i in order]
@@ -533,7 +543,8 @@ def render_scene(
         # Enough pods to cover the frame two to three times over (pod area ~ 0.1 length^2):
         # market piles show pods to the edges, with little or no background between them.
         cover = rng.uniform(1.6, 3.0)
-        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 110))
+        # v6: up to 180 pods, so that far-away piles of small pods stay dense.
+        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 180))
         items = _place_pods(
             rng,
             n,
