@@ -93,7 +93,7 @@ def test_output_contract(model_dir: Path, tmp_path: Path) -> None:
     assert summary["summary"]["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-6)
     m = summary["model"]
     assert (m["parameters"], m["bytes_fp32"], m["bytes_fp16"]) == (4, 16, 8)
-    assert m["latency_ms_cpu_median"] > 0 and m["input_size"] == [64, 48]
+    assert m["latency_ms_cpu_median"] > 0 and m["input_size"] == [64, 48] and m["zooms"] == [1.0]
     assert (tmp_path / "ev" / "gallery.png").is_file()
     gallery = read_image(tmp_path / "ev" / "gallery.png")
     assert gallery.shape[0] > 3 * 160  # several rows of worst images

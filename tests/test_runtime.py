@@ -174,6 +174,30 @@ def test_pods_side_by_side_split_where_the_probability_has_a_valley():
     cols = np.arange(300, dtype=np.float32)[None, :]
     shadow = np.broadcast_to(0.95 - 0.35 * np.exp(-(((cols - 150) / 3.0) ** 2)), single.shape)
     assert len(find_pods(single, probability=shadow.astype(np.float32))) == 1
+    # nor along its length by a shallow ridge line or highlight, nor a disc (a pod seen cap-first)
+    rows = np.arange(200, dtype=np.float32)[:, None]
+    ridge = np.broadcast_to(0.95 - 0.1 * np.exp(-(((rows - 100) / 2.0) ** 2)), single.shape)
+    lying = np.zeros((200, 300), np.uint8)
+    cv2.ellipse(lying, (150, 100), (70, 20), 0, 0, 360, 1, -1)
+    assert len(find_pods(lying, probability=ridge.astype(np.float32))) == 1
+    disc = np.zeros((200, 300), np.uint8)
+    cv2.circle(disc, (150, 100), 50, 1, -1)
+    assert len(find_pods(disc, probability=shadow.astype(np.float32))) == 1
+
+
+def test_segment_splits_pods_side_by_side_with_its_own_probability(model_dir):
+    """Two green pods touching along their length, with a paler line between them (the network
+    less sure there): one region in the mask, two pods from ``segment``."""
+    img = np.empty((200, 300, 3), np.uint8)
+    img[:] = BACKGROUND_RGB
+    cv2.ellipse(img, (150, 88), (90, 12), 0, 0, 360, POD_RGB, -1)
+    cv2.ellipse(img, (150, 113), (90, 12), 0, 0, 360, POD_RGB, -1)
+    img[99:102, 70:230][(img[99:102, 70:230] == POD_RGB).all(-1)] = (118, 160, 118)  # p about 0.55
+    seg = Segmenter.from_path(model_dir, threads=1, zooms=(4,))
+    result = seg.segment(img)
+    assert len(find_pods(result.mask)) == 1  # the mask alone has no neck
+    assert len(result.pods) == 2
+    assert len(seg.segment(img, split_touching=False).pods) == 1
 
 
 def test_curved_pod_length_follows_the_curve():

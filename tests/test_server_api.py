@@ -177,6 +177,21 @@ def test_segment_contract_matches_segment_format(client: TestClient) -> None:
     assert overlay.format == "JPEG" and overlay.size == (128, 96)
 
 
+def test_segment_zoom_parameter_chooses_the_tiling(client: TestClient) -> None:
+    """A 2-px dark stripe on a 4:1 image: squeezed whole into the 64x64 input (zoom=0) it blurs
+    away; tiles at zoom 4 (64x64 px, the input's own size) keep it. A bad zoom is a 422."""
+    image = np.full((128, 512, 3), 235, np.uint8)
+    image[10:118, 300:302] = 20
+    files = {"file": ("stripe.png", png_bytes(image), "image/png")}
+    whole = client.post("/api/segment?overlay=false&zoom=0", files=files).json()
+    fine = client.post("/api/segment?overlay=false&zoom=4", files=files).json()
+    assert whole["okra_fraction"] == 0.0
+    assert fine["okra_fraction"] > 0.5 * (108 * 2) / (128 * 512)
+    bad = client.post("/api/segment?zoom=0.5", files=files)
+    assert bad.status_code == 422 and "zoom" in bad.json()["detail"]
+    assert client.get("/api/health").json()["model"]["zooms"] == [1.0]  # the card names none
+
+
 def test_segment_blank_image_finds_no_okra(client: TestClient) -> None:
     blank = np.full((40, 50, 3), 235, np.uint8)
     body = client.post("/api/segment", files={"file": ("b.png", png_bytes(blank))}).json()

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from okrainsight.tiling import check_zooms, parse_zooms, tile_starts, tile_windows, tiled_probability
+from okrainsight.tiling import (
+    MAX_TILES,
+    MIN_TILE_SIDE,
+    check_zooms,
+    parse_zooms,
+    tile_starts,
+    tile_windows,
+    tiled_probability,
+)
 
 
 @pytest.mark.parametrize(
@@ -90,3 +98,26 @@ def test_bad_zooms_are_refused_with_the_reason(zooms, problem):
         check_zooms(zooms)
     with pytest.raises(ValueError, match="comma-separated"):
         parse_zooms("one,two")
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "zoom"),
+    [(10, 100_000, 1), (10, 100_000, 2), (16, 8000, 2), (1, 1000, 1), (3000, 4000, 8)],
+)
+def test_no_photo_costs_more_than_max_tiles_per_zoom(height, width, zoom):
+    windows = tile_windows(height, width, zoom)
+    assert 1 <= len(windows) <= MAX_TILES
+    covered = np.zeros((height, width), bool)
+    for y, x, th, tw in windows:
+        assert min(th, height) >= min(height, MIN_TILE_SIDE) or th == height
+        assert y >= 0 and y + th <= height and x >= 0 and x + tw <= width
+        covered[y : y + th, x : x + tw] = True
+    assert covered.all()
+
+
+def test_a_nearly_square_photo_is_one_tile_and_zooms_are_deduplicated():
+    assert tile_windows(256, 260, 1) == [(0, 0, 256, 260)]  # 2% wider: squeezed, not cut in two
+    assert len(tile_windows(256, 300, 1)) == 2
+    assert check_zooms((1, 2, 1.0, 2)) == (1.0, 2.0)
+    with pytest.raises(ValueError, match="1 to 8"):
+        check_zooms((1000,))

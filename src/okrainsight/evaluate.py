@@ -286,6 +286,7 @@ def evaluate(
         "arch": card.arch,
         "input_size": list(card.input_size),
         "threshold": card.threshold,
+        "zooms": list(card.zooms),  # how photos were tiled (okrainsight.tiling), as okra segment does
         **size,
         "file_bytes": weights.stat().st_size if weights.is_file() else None,
         "latency_ms_cpu_median": cpu_latency_ms(model, card.input_size, runs=latency_runs),

@@ -349,6 +349,8 @@ def _split_by_probability(
     pod_elongation: float = 4.5,
     pod_solidity: float = 0.75,
     gain: float = 1.2,
+    part_elongation: float = 2.0,
+    contrast: float = 0.15,
 ) -> list[np.ndarray]:
     """Split a component that is not shaped like one pod where its probability has valleys.
 
@@ -356,19 +358,23 @@ def _split_by_probability(
     network is usually less sure at the line where they touch. A component that is stubby or
     ragged for a pod (elongation below ``pod_elongation`` or solidity below ``pod_solidity``) is
     cut at each of ``levels`` in turn: the parts of it where the probability reaches the level
-    (at least a quarter of ``min_area`` each) seed a geodesic growth back over the whole
-    component. The first level whose parts are each at least ``min_area`` and, on average, more
-    than ``gain`` times as elongated as the component wins; otherwise the component stays whole.
+    (each at least a quarter of ``min_area`` and 16 px) seed a geodesic growth back over the whole
+    component. The first level wins whose parts are each at least ``min_area`` and at least
+    ``part_elongation`` long for their width, on average more than ``gain`` times as elongated as
+    the component, and divided by a real valley: the median probability on the lines where the
+    parts meet at least ``contrast`` below the median over the seeds (a highlight or a ridge
+    line along one pod is shallower than that). Otherwise the component stays whole.
 
     Args:
         comp: ``(h, w)`` bool mask of one connected component (a crop).
-        prob: ``(h, w)`` float okra probability over the same crop.
+        prob: ``(h, w)`` float32 okra probability over the same crop.
         min_area: smallest part in pixels.
     """
     elongation, solidity = _elongation(comp)
     if elongation >= pod_elongation and solidity >= pod_solidity:
         return [comp]
     u8 = comp.astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     for level in levels:
         core = (comp & (prob >= level)).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
@@ -378,12 +384,20 @@ def _split_by_probability(
         grown = np.zeros(comp.shape, np.uint16)
         for k, i in enumerate(seeds, start=1):
             grown[labels == i] = k
+        seeded = grown > 0
         grown = _grow_labels(grown, u8)
         parts = [grown == k for k in range(1, len(seeds) + 1)]
         if any(int(part.sum()) < min_area for part in parts):
             continue
-        if float(np.mean([_elongation(part)[0] for part in parts])) > gain * elongation:
-            return parts
+        stretch = [_elongation(part)[0] for part in parts]
+        if min(stretch) < part_elongation or float(np.mean(stretch)) <= gain * elongation:
+            continue
+        # pixels next to another part (not merely next to the background): where the cut runs
+        lowest = cv2.erode(np.where(grown > 0, grown, np.uint16(65535)).astype(np.uint16), cross)
+        seam = (cv2.dilate(grown, cross) != lowest) & (grown > 0)
+        if not seam.any() or float(np.median(prob[seeded])) - float(np.median(prob[seam])) < contrast:
+            continue
+        return parts
     return [comp]
 
 
@@ -421,6 +435,7 @@ def find_pods(
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     clean = cv2.morphologyEx(cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(clean, connectivity=8)
+    prob32 = None if probability is None else np.asarray(probability, np.float32)
     pods: list[Pod] = []
     for i in range(1, n):
         if stats[i, cv2.CC_STAT_AREA] < min_area:
@@ -431,8 +446,8 @@ def find_pods(
         x1, y1 = min(w, x + bw + pad), min(h, y + bh + pad)
         comp = labels[y0:y1, x0:x1] == i
         parts = _split_component(comp, min_area, core_ratio) if split_touching else [comp]
-        if split_touching and probability is not None:
-            crop = np.asarray(probability, np.float32)[y0:y1, x0:x1]
+        if split_touching and prob32 is not None:
+            crop = prob32[y0:y1, x0:x1]
             parts = [q for part in parts for q in _split_by_probability(part, crop, min_area)]
         for part in parts:
             pods.append(_make_pod(part, (x0, y0)))
@@ -716,9 +731,11 @@ class Segmenter:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         mw, mh = self.input_size
-        return tiled_probability(
-            img, self._predict_crop, self.zooms if zooms is None else zooms, aspect=mw / mh
-        )
+        try:
+            chosen = self.zooms if zooms is None else check_zooms(zooms)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return tiled_probability(img, self._predict_crop, chosen, aspect=mw / mh)
 
     def segment(
         self,
@@ -727,6 +744,7 @@ class Segmenter:
         threshold: float | None = None,
         split_touching: bool = True,
         min_area: int | None = None,
+        zooms: tuple[float, ...] | None = None,
     ) -> Segmentation:
         """Segment one photo: probability, mask and pods at the photo's full resolution.
 
@@ -736,11 +754,12 @@ class Segmenter:
             split_touching: split touching pods where the mask or the probability allows
                 (see :func:`find_pods`).
             min_area: smallest pod in pixels (default: 0.05% of the image, at least 16).
+            zooms: tiling for this call only (:mod:`okrainsight.tiling`); None: :attr:`zooms`.
         """
         t = self.threshold if threshold is None else float(threshold)
         if not 0.0 < t < 1.0:
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-        prob = self.predict_probability(image)
+        prob = self.predict_probability(image, zooms=zooms)
         mask = prob >= t
         pods = find_pods(mask, min_area=min_area, split_touching=split_touching, probability=prob)
         if self.grader is not None:

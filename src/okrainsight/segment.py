@@ -288,7 +288,8 @@ def load_segmenter(
     zooms: tuple[float, ...] | None = None,
 ) -> Segmenter:
     """``model`` as a :class:`Segmenter` (a built-in name, a model folder, an ``.onnx`` file, or one);
-    ``zooms`` (see :mod:`okrainsight.tiling`) overrides the card's tiling when given."""
+    ``zooms`` (see :mod:`okrainsight.tiling`), when given, replaces the card's tiling (on a
+    :class:`Segmenter` passed in, it sets its :attr:`~Segmenter.zooms`)."""
     if isinstance(model, Segmenter):
         if zooms is not None:
             model.zooms = zooms

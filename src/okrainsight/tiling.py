@@ -27,17 +27,28 @@ import numpy as np
 
 #: Zooms a model card gets when it names none: aspect-preserving tiles, one scale.
 DEFAULT_ZOOMS: tuple[float, ...] = (1.0,)
+#: The largest zoom accepted (tiles 1/8 of the photo's shorter side).
+MAX_ZOOM = 8.0
+#: At most this many tiles per zoom: strips and huge zooms get fewer, larger (squeezed) tiles.
+MAX_TILES = 64
+#: Tiles are never smaller than this (pixels of the photo), unless the photo is.
+MIN_TILE_SIDE = 32
+#: A photo at most this much longer than one tile is squeezed into it rather than cut into two.
+SQUEEZE_TOLERANCE = 1.1
 
 
 def check_zooms(zooms: Sequence[float]) -> tuple[float, ...]:
-    """``zooms`` as a tuple of floats; ValueError unless non-empty and each is 0 or at least 1."""
-    out = tuple(float(z) for z in zooms)
+    """``zooms`` as a tuple of distinct floats in the order given; ValueError unless non-empty and
+    each is 0 or between 1 and :data:`MAX_ZOOM`."""
+    out: list[float] = []
+    for z in (float(v) for v in zooms):
+        if not (z == 0.0 or 1.0 <= z <= MAX_ZOOM):
+            raise ValueError(f"a zoom must be 0 (whole photo) or 1 to {MAX_ZOOM:g} (tiles), got {z:g}")
+        if z not in out:
+            out.append(z)
     if not out:
         raise ValueError("zooms must name at least one zoom (0 = whole photo, 1 = largest tiles, 2 = finer)")
-    for z in out:
-        if not (z == 0.0 or (z >= 1.0 and math.isfinite(z))):
-            raise ValueError(f"a zoom must be 0 (whole photo) or at least 1 (tiles), got {z:g}")
-    return out
+    return tuple(out)
 
 
 def parse_zooms(text: str) -> tuple[float, ...]:
@@ -64,19 +75,31 @@ def tile_windows(
 ) -> list[tuple[int, int, int, int]]:
     """The tiles of one zoom as ``(y, x, tile_height, tile_width)`` in pixel coordinates
     (row, column of the top-left corner). Zoom 0 is the whole photo; zoom ``z >= 1`` gives tiles
-    of width/height ``aspect``, ``1/z`` the size of the largest such tile inside the photo
-    (at least 1 pixel each way)."""
+    of width/height ``aspect``, ``1/z`` the size of the largest such tile inside the photo.
+
+    Limits, so that no photo costs more than :data:`MAX_TILES` network runs per zoom: a tile side
+    is at least :data:`MIN_TILE_SIDE` pixels (or the photo's side); a side within
+    :data:`SQUEEZE_TOLERANCE` of the photo's becomes the photo's (one slightly squeezed tile, not
+    two nearly identical ones); and where a long strip would still need more tiles, the tiles
+    grow (and get squeezed) until it does not.
+    """
     if zoom == 0:
         return [(0, 0, height, width)]
-    th = min(float(height), width / aspect) / zoom
-    tw = min(float(width), th * aspect)
-    th, tw = max(1, min(height, int(round(th)))), max(1, int(round(tw)))
-    return [(y, x, th, tw) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+    th = max(min(float(height), width / aspect) / zoom, min(height, MIN_TILE_SIDE))
+    tw = max(min(float(width), th * aspect), min(width, MIN_TILE_SIDE))
+    while True:
+        ih = height if th * SQUEEZE_TOLERANCE >= height else max(1, int(round(th)))
+        iw = width if tw * SQUEEZE_TOLERANCE >= width else max(1, int(round(tw)))
+        ys, xs = tile_starts(height, ih, overlap), tile_starts(width, iw, overlap)
+        if len(ys) * len(xs) <= MAX_TILES:
+            return [(y, x, ih, iw) for y in ys for x in xs]
+        grow = math.sqrt(len(ys) * len(xs) / MAX_TILES) * 1.05
+        th, tw = min(float(height), th * grow), min(float(width), tw * grow)
 
 
 def _ramp(n: int, feather: float) -> np.ndarray:
     """1-D blend weight over ``n`` pixels: rises linearly over ``feather`` pixels from each end
-    (the overlap, so neighbouring tiles cross-fade over all of it)
+    (the least overlap; where tiles overlap more, the middle of the overlap is a plain average)
     (never below 1e-3, so a pixel covered by one tile keeps its value)."""
     i = np.arange(n, dtype=np.float32)
     d = np.minimum(i + 0.5, n - i - 0.5)

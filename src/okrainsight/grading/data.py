@@ -197,7 +197,7 @@ def pod_sample(
 
     image = read_image(photo.path)
     mask, prob = segment_photo(image, photo, data, segmenter)
-    for pod in find_pods(mask):
+    for pod in find_pods(mask, probability=prob):  # split as okra segment splits
         x0, y0, x1, y1 = pod.bbox
         p = None if prob is None else prob[y0:y1, x0:x1]
         decision = gate_pod(pod.crop, image.shape, probability=p, length_px=pod.length_px, config=gate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from okrainsight.server.state import (
     decode_upload,
     segment_entry,
 )
+from okrainsight.tiling import parse_zooms
 
 router = APIRouter(tags=["api"])
 T = TypeVar("T")
@@ -90,6 +92,7 @@ async def health(request: Request) -> dict[str, Any]:
             "arch": model.card.arch,
             "input_size": list(model.card.input_size),
             "threshold": model.card.threshold,
+            "zooms": list(model.segmenter.zooms),
         },
         "model_error": state.model_error,
         "data": None if state.data is None else str(state.data.root),
@@ -105,11 +108,25 @@ async def segment(
     request: Request,
     file: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC)."),
     overlay: bool = Query(True, description="Include the overlay JPEG (base64) in the answer."),
+    zoom: str | None = Query(
+        None,
+        description="Tiling, comma-separated (default: the model card's, e.g. 1,2): 1 = the largest tiles of "
+        "the network input's shape, 2 = half that size, 0 = the whole image squeezed into one run (fastest).",
+    ),
 ) -> dict[str, Any]:
     state = server_state(request)
     served = state.require_model()
+    try:
+        zooms = None if zoom is None else parse_zooms(zoom)
+    except ValueError as exc:
+        raise RequestProblem(422, f"zoom: {exc}") from exc
     _, image = await read_upload(state, file)
-    seg = await run_limited(state, served.segmenter.segment, image)
+    run = (
+        served.segmenter.segment
+        if zooms is None
+        else functools.partial(served.segmenter.segment, zooms=zooms)
+    )
+    seg = await run_limited(state, run, image)
     entry = segment_entry(file.filename or "upload", seg)
     mask = np.asarray(seg.mask, dtype=bool)
     entry["mask_png"] = png_b64(np.where(mask, 255, 0).astype(np.uint8))
