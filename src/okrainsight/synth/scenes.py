@@ -320,6 +320,33 @@ def _place_pods(
     return out
 
 
+def _place_one(
+    rng: np.random.Generator,
+    scale: float,
+    size: tuple[int, int],
+    light: Light,
+    include_stem: bool,
+    centre: tuple[float, float],
+    angle: float,
+    angle_jitter: float,
+    tilt_prob: float,
+) -> list[Sprite]:
+    """One pod centred at ``centre`` heading about ``angle`` (rows and bunches): :func:`_place_pods`."""
+    region = (centre[0], centre[1], 1, 1)
+    return _place_pods(
+        rng,
+        1,
+        scale,
+        size,
+        light,
+        include_stem,
+        region,
+        angle=angle,
+        angle_jitter=angle_jitter,
+        tilt_prob=tilt_prob,
+    )
+
+
 def _distractors(
     rng: np.random.Generator,
     n: int,
@@ -490,17 +517,8 @@ def render_scene(
                 w / 2 + perp[0] * off + rng.normal(0, scale * 0.08),
                 h / 2 + perp[1] * off + rng.normal(0, scale * 0.03),
             )
-            sprites += _place_pods(
-                rng,
-                1,
-                scale,
-                (w, h),
-                light,
-                include_stem,
-                (c[0], c[1], 1, 1),
-                angle=a + k * fan / max(n - 1, 1),
-                angle_jitter=0.15,
-                tilt_prob=0.3,
+            sprites += _place_one(
+                rng, scale, (w, h), light, include_stem, c, a + k * fan / max(n - 1, 1), 0.15, 0.3
             )
     elif kind == "bunch":
         n = int(rng.integers(2, 7))
@@ -512,18 +530,7 @@ def render_scene(
             off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
             c = (w / 2 + perp[0] * off + rng.normal(0, scale * 0.05), h / 2 + perp[1] * off)
             # v6: bunches on white often show the cut stem faces (pods pointing at the camera).
-            sprites += _place_pods(
-                rng,
-                1,
-                scale,
-                (w, h),
-                light,
-                include_stem,
-                (c[0], c[1], 1, 1),
-                angle=a,
-                angle_jitter=0.12,
-                tilt_prob=0.35,
-            )
+            sprites += _place_one(rng, scale, (w, h), light, include_stem, c, a, 0.12, 0.35)
         if rng.random() < 0.3:
             sprites += _distractors(rng, 1, scale * 0.7, (w, h), light, SURFACE_DISTRACTORS)
     elif kind in ("plate", "wood", "cloth", "paper", "board", "photo"):
