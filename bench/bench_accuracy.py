@@ -12,7 +12,9 @@ run through the torch-free runtime exactly as ``okra segment`` does, and report:
   files (seen as backgrounds/negatives by the default model's training data) and the
   even-numbered ones (never seen);
 * **real piles and plant**: the share of pixels called okra (no masks exist; look at the
-  overlays written with ``--overlays DIR``).
+  overlays written with ``--overlays DIR``);
+* **everyday photos never seen** (printed on stderr): the share of pixels called okra on the
+  scikit-image and matplotlib sample photos that no training recipe here uses.
 
 The real folders are read in place when they exist and are never copied.
 
@@ -101,6 +103,26 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
     return res
 
 
+def everyday_photos() -> list[Path]:
+    """Everyday photographs without okra that no training recipe here uses: the scikit-image
+    samples outside ``tools/prepare_default_data.SKIMAGE_SAMPLES`` and matplotlib's sample photos
+    (whichever of them the installed packages ship)."""
+    import matplotlib
+    import skimage
+
+    sk = Path(skimage.__file__).parent / "data"
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    samples = ("motorcycle_left.png", "motorcycle_right.png", "chessboard_RGB.png", "color.png")
+    names = [sk / n for n in samples]
+    names += [mpl / "grace_hopper.jpg", mpl / "Minduka_Present_Blue_Pack.png"]
+    return [p for p in names if p.is_file()]
+
+
+def everyday_shares(seg: Segmenter) -> dict[str, float]:
+    """Share of pixels called okra on each of :func:`everyday_photos`."""
+    return {p.name: float(okra_mask(seg, read_image(p)).mean()) for p in everyday_photos()}
+
+
 def _is_odd(name: str) -> bool:
     m = re.match(r"(\d+)_", name)
     return bool(m) and int(m.group(1)) % 2 == 1
@@ -164,6 +186,8 @@ def main() -> int:
               f"| {white} | {fmt(held)} | {fmt(seen)} | {other} |")  # fmt: skip
         for k, v in sorted(neg.items()):
             print(f"    negative {k}: {100 * v:.2f}% okra", file=sys.stderr)
+        everyday = list(everyday_shares(seg).values())
+        print(f"    everyday photos never seen ({len(everyday)}): {fmt(everyday)} okra", file=sys.stderr)
     return 0
 
 
