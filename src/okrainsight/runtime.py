@@ -351,6 +351,7 @@ def _split_by_probability(
     gain: float = 1.2,
     part_elongation: float = 2.0,
     contrast: float = 0.15,
+    work_side: int = 256,
 ) -> list[np.ndarray]:
     """Split a component that is not shaped like one pod where its probability has valleys.
 
@@ -363,31 +364,44 @@ def _split_by_probability(
     ``part_elongation`` long for their width, on average more than ``gain`` times as elongated as
     the component, and divided by a real valley: the median probability on the lines where the
     parts meet at least ``contrast`` below the median over the seeds (a highlight or a ridge
-    line along one pod is shallower than that). Otherwise the component stays whole.
+    line along one pod is shallower than that). Otherwise the component stays whole. Like
+    :func:`_split_component`, it works on the component scaled to at most ``work_side`` px and
+    carries the labels back to full resolution.
 
     Args:
         comp: ``(h, w)`` bool mask of one connected component (a crop).
         prob: ``(h, w)`` float32 okra probability over the same crop.
         min_area: smallest part in pixels.
     """
-    elongation, solidity = _elongation(comp)
+    h, w = comp.shape
+    u8 = comp.astype(np.uint8)
+    scale = max(h, w) / work_side if max(h, w) > work_side else 1.0
+    small, p, small_min = comp, prob, float(min_area)
+    if scale > 1.0:
+        size = (max(1, round(w / scale)), max(1, round(h / scale)))
+        small = cv2.resize(u8 * 255, size, interpolation=cv2.INTER_AREA) >= 128
+        p = cv2.resize(np.ascontiguousarray(prob, np.float32), size, interpolation=cv2.INTER_AREA)
+        small_min = min_area / scale**2
+    if not small.any():
+        return [comp]
+    elongation, solidity = _elongation(small)
     if elongation >= pod_elongation and solidity >= pod_solidity:
         return [comp]
-    u8 = comp.astype(np.uint8)
+    small_u8 = small.astype(np.uint8)
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     for level in levels:
-        core = (comp & (prob >= level)).astype(np.uint8)
+        core = (small & (p >= level)).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-        seeds = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= max(min_area // 4, 16)]
+        seeds = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= max(small_min / 4, 16 / scale**2, 2)]
         if len(seeds) < 2:
             continue
-        grown = np.zeros(comp.shape, np.uint16)
+        grown = np.zeros(small.shape, np.uint16)
         for k, i in enumerate(seeds, start=1):
             grown[labels == i] = k
         seeded = grown > 0
-        grown = _grow_labels(grown, u8)
+        grown = _grow_labels(grown, small_u8)
         parts = [grown == k for k in range(1, len(seeds) + 1)]
-        if any(int(part.sum()) < min_area for part in parts):
+        if any(float(part.sum()) < small_min for part in parts):
             continue
         stretch = [_elongation(part)[0] for part in parts]
         if min(stretch) < part_elongation or float(np.mean(stretch)) <= gain * elongation:
@@ -395,8 +409,15 @@ def _split_by_probability(
         # pixels next to another part (not merely next to the background): where the cut runs
         lowest = cv2.erode(np.where(grown > 0, grown, np.uint16(65535)).astype(np.uint16), cross)
         seam = (cv2.dilate(grown, cross) != lowest) & (grown > 0)
-        if not seam.any() or float(np.median(prob[seeded])) - float(np.median(prob[seam])) < contrast:
+        if not seam.any() or float(np.median(p[seeded])) - float(np.median(p[seam])) < contrast:
             continue
+        if scale > 1.0:  # carry the labels back to full resolution
+            grown = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST)
+            grown[u8 == 0] = 0
+            grown = _grow_labels(grown, u8)
+            parts = [grown == k for k in range(1, len(seeds) + 1)]
+            if any(int(part.sum()) < min_area for part in parts):
+                return [comp]
         return parts
     return [comp]
 
