@@ -64,13 +64,14 @@ def train_one(data: Path, run: Path, arch: str, args: argparse.Namespace) -> Non
 
 
 def export_one(run: Path) -> Path:
-    """``model.onnx`` into the run folder (:func:`okrainsight.export.export_onnx` checks parity and
-    raises when it fails)."""
+    """``model.onnx`` into the run folder unless it is there (:func:`okrainsight.export.export_onnx`
+    checks parity and raises when it fails)."""
     from okrainsight.checkpoint import ONNX_FILE, load_checkpoint
     from okrainsight.export import export_onnx
 
-    model, card = load_checkpoint(run)
-    export_onnx(model, card, run / ONNX_FILE)
+    if not (run / ONNX_FILE).is_file():  # a finished run is not exported again on a rerun
+        model, card = load_checkpoint(run)
+        export_onnx(model, card, run / ONNX_FILE)
     return run
 
 

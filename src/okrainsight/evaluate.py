@@ -42,7 +42,7 @@ from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import DatasetError, OkraError
 from okrainsight.imageio import atomic_write_text, read_image, read_mask, write_image
 from okrainsight.metrics import METRIC_NAMES, MetricAccumulator
-from okrainsight.tiling import tiled_probability
+from okrainsight.tiling import at_input_size, tiled_probability
 from okrainsight.torchdata import read_split_stems
 
 log = logging.getLogger(__name__)
@@ -125,15 +125,14 @@ def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.nd
     mean = np.asarray(card.mean, np.float32)
     std = np.asarray(card.std, np.float32)
 
-    def crop_probability(crop: np.ndarray) -> np.ndarray:
-        h, w = crop.shape[:2]
-        interp = cv2.INTER_AREA if (w >= iw and h >= ih) else cv2.INTER_LINEAR
-        small = cv2.resize(crop, (iw, ih), interpolation=interp)
+    def run(small: np.ndarray) -> np.ndarray:
         x = (small.astype(np.float32) / 255.0 - mean) / std
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
         with torch.inference_mode():
-            prob = torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
-        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+            return torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
+
+    def crop_probability(crop: np.ndarray) -> np.ndarray:
+        return at_input_size(crop, (iw, ih), run)
 
     return tiled_probability(image, crop_probability, card.zooms, aspect=iw / ih)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
-from okrainsight.tiling import check_zooms, tiled_probability
+from okrainsight.tiling import at_input_size, check_zooms, tiled_probability
 
 log = logging.getLogger(__name__)
 
@@ -331,16 +331,6 @@ def _split_component(
     return parts
 
 
-def _elongation(part: np.ndarray) -> tuple[float, float]:
-    """``(length / max width, solidity)`` of a bool mask (see :func:`pod_length`)."""
-    u8 = part.astype(np.uint8)
-    width = 2.0 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 5).max())
-    contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = sum(cv2.contourArea(cv2.convexHull(c)) for c in contours)
-    solidity = min(1.0, float(u8.sum()) / hull) if hull > 0 else 0.0
-    return pod_length(part) / max(width, 1.0), solidity
-
-
 def _split_by_probability(
     comp: np.ndarray,
     prob: np.ndarray,
@@ -373,6 +363,8 @@ def _split_by_probability(
         prob: ``(h, w)`` float32 okra probability over the same crop.
         min_area: smallest part in pixels.
     """
+    from okrainsight.grading.features import pod_shape_stats  # the gate's own shape measure
+
     h, w = comp.shape
     u8 = comp.astype(np.uint8)
     scale = max(h, w) / work_side if max(h, w) > work_side else 1.0
@@ -384,8 +376,9 @@ def _split_by_probability(
         small_min = min_area / scale**2
     if not small.any():
         return [comp]
-    elongation, solidity = _elongation(small)
-    if elongation >= pod_elongation and solidity >= pod_solidity:
+    shape = pod_shape_stats(small)
+    elongation = shape["elongation"]
+    if elongation >= pod_elongation and shape["solidity"] >= pod_solidity:
         return [comp]
     small_u8 = small.astype(np.uint8)
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -403,7 +396,7 @@ def _split_by_probability(
         parts = [grown == k for k in range(1, len(seeds) + 1)]
         if any(float(part.sum()) < small_min for part in parts):
             continue
-        stretch = [_elongation(part)[0] for part in parts]
+        stretch = [pod_shape_stats(part)["elongation"] for part in parts]
         if min(stretch) < part_elongation or float(np.mean(stretch)) <= gain * elongation:
             continue
         # pixels next to another part (not merely next to the background): where the cut runs
@@ -577,6 +570,14 @@ def _first_line(exc: BaseException) -> str:
     return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
 
 
+def _checked_zooms(zooms: tuple[float, ...]) -> tuple[float, ...]:
+    """:func:`~okrainsight.tiling.check_zooms`, its ValueError as a one-line ConfigError."""
+    try:
+        return check_zooms(zooms)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def card_summary(
     card: ModelCard,
     *,
@@ -717,23 +718,16 @@ class Segmenter:
 
     @zooms.setter
     def zooms(self, value: tuple[float, ...] | None) -> None:
-        try:
-            self._zooms = None if value is None else check_zooms(value)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        self._zooms = None if value is None else _checked_zooms(value)
+
+    def _run(self, small: np.ndarray) -> np.ndarray:
+        """The network on one ``(h, w, 3)`` uint8 image of exactly its input size: ``(h, w)`` float32."""
+        (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
+        return np.asarray(prob, dtype=np.float32).reshape(small.shape[:2])
 
     def _predict_crop(self, crop: np.ndarray) -> np.ndarray:
-        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop: resized to the model's
-        input (``INTER_AREA`` when shrinking), run, and resized back (bilinear)."""
-        h, w = crop.shape[:2]
-        mw, mh = self.input_size
-        interp = cv2.INTER_AREA if (w >= mw and h >= mh) else cv2.INTER_LINEAR
-        small = crop if (w, h) == (mw, mh) else cv2.resize(crop, (mw, mh), interpolation=interp)
-        (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
-        p = np.asarray(prob, dtype=np.float32).reshape(mh, mw)
-        if (w, h) != (mw, mh):
-            p = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-        return p
+        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop (:func:`at_input_size`)."""
+        return at_input_size(crop, self.input_size, self._run)
 
     def predict_probability(self, image: np.ndarray, *, zooms: tuple[float, ...] | None = None) -> np.ndarray:
         """Okra probability for every pixel of ``image``.
@@ -752,10 +746,7 @@ class Segmenter:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         mw, mh = self.input_size
-        try:
-            chosen = self.zooms if zooms is None else check_zooms(zooms)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        chosen = self.zooms if zooms is None else _checked_zooms(zooms)
         return tiled_probability(img, self._predict_crop, chosen, aspect=mw / mh)
 
     def segment(

@@ -1,5 +1,5 @@
 """Tiled inference: run a fixed-size segmentation network over a photo of any shape without
-squashing it, at one or more zooms, and blend the tiles' probabilities. Needs numpy only.
+squashing it, at one or more zooms, and blend the tiles' probabilities. Needs numpy and OpenCV.
 
 The students are trained on crops of the input's shape at roughly true aspect ratio, so
 squeezing a whole 2:1 photo into a 256x256 input distorts every pod twice over and shrinks it.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import cv2
 import numpy as np
 
 #: Zooms a model card gets when it names none: aspect-preserving tiles, one scale.
@@ -106,6 +107,22 @@ def _ramp(n: int, feather: float) -> np.ndarray:
     return np.clip(d / max(feather, 1.0), 1e-3, 1.0).astype(np.float32)
 
 
+def at_input_size(
+    crop: np.ndarray, input_size: tuple[int, int], run: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Probability of one ``(h, w, 3)`` uint8 crop through a network of fixed ``input_size``
+    ``(width, height)``: the crop is resized to it (``INTER_AREA`` when shrinking both ways,
+    bilinear otherwise; not at all when it already fits), ``run`` maps that to an
+    ``(height, width)`` float32 probability, which is resized back to ``(h, w)`` (bilinear).
+    The ``predict`` of :func:`tiled_probability` for the runtime and for ``okra eval``."""
+    h, w = crop.shape[:2]
+    iw, ih = input_size
+    same = (w, h) == (iw, ih)
+    interp = cv2.INTER_AREA if (w >= iw and h >= ih) else cv2.INTER_LINEAR
+    p = run(crop if same else cv2.resize(crop, (iw, ih), interpolation=interp))
+    return p if same else cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def tiled_probability(
     image: np.ndarray,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -158,4 +175,12 @@ def tiled_probability(
     return np.clip(total / len(zooms), 0.0, 1.0)
 
 
-__all__ = ["DEFAULT_ZOOMS", "check_zooms", "parse_zooms", "tile_starts", "tile_windows", "tiled_probability"]
+__all__ = [
+    "DEFAULT_ZOOMS",
+    "at_input_size",
+    "check_zooms",
+    "parse_zooms",
+    "tile_starts",
+    "tile_windows",
+    "tiled_probability",
+]
