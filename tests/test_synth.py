@@ -17,6 +17,8 @@ from okrainsight.dataset import DatasetLayout, load_labels, load_prompts, read_m
 from okrainsight.errors import ConfigError
 from okrainsight.imageio import read_image, read_mask
 from okrainsight.synth import KINDS, render_dataset, render_scene
+from okrainsight.synth.distractors import DISTRACTORS
+from okrainsight.synth.scenes import render_lookalike_scene
 
 SIZE = (192, 144)
 
@@ -165,6 +167,33 @@ def test_distractors_never_enter_the_mask() -> None:
         assert not (s.mask.astype(bool) & s.distractor_mask).any()
         seen += int(s.distractor_mask.sum())
     assert seen > 1000
+
+
+@pytest.mark.parametrize("name", sorted(DISTRACTORS))
+def test_every_lookalike_draws_pixels_deterministically(name: str) -> None:
+    """Each distractor (leeks and asparagus included) shows up and renders the same for a seed."""
+    image, mask = render_lookalike_scene(3, SIZE, name, count=3)
+    again, mask2 = render_lookalike_scene(3, SIZE, name, count=3)
+    assert np.array_equal(image, again) and np.array_equal(mask, mask2)
+    assert mask.sum() > 100
+    # Drawn over the backdrop: the look-alike's pixels differ from the scene without it.
+    other, _ = render_lookalike_scene(4, SIZE, name, count=3)
+    assert not np.array_equal(image, other)
+
+
+def test_leek_runs_from_a_dark_leaf_to_a_pale_shank() -> None:
+    from okrainsight.synth.distractors import leek
+    from okrainsight.synth.shading import Light
+
+    light = Light(direction=np.array([0.3, -0.4, 0.87]), colour=np.ones(3, np.float32), ambient=0.35)
+    rng = np.random.default_rng(0)
+    sprite = leek(rng, (200.0, 100.0), 0.0, 200.0, light, (400, 200))
+    assert sprite is not None and sprite.okra is None
+    cols = np.flatnonzero(sprite.cover.any(axis=0))
+    lum = sprite.rgb.mean(axis=2)
+    left = lum[:, cols[: len(cols) // 5]][sprite.cover[:, cols[: len(cols) // 5]]].mean()
+    right = lum[:, cols[-len(cols) // 5 :]][sprite.cover[:, cols[-len(cols) // 5 :]]].mean()
+    assert right > left + 0.15  # angle 0: the leaf end is on the left, the root end on the right
 
 
 def test_negative_scenes_have_empty_masks_but_content() -> None:

@@ -8,6 +8,9 @@ the real ones (ridges, calyx cap, hairs, tapered tip):
 * chilli: okra-like silhouette *with* a cap and stem, but glossy, smooth, no ridges, no hair;
 * cucumber and zucchini: thick, rounded ends, stripes, warts, waxy;
 * ridge gourd: ridged like okra, but large, dull, blunt ended, sharp dark ridge lines;
+* leek and spring onion: long, flat, finely striped green leaves running into a pale white
+  shank, no ridges, no cap, no hair;
+* asparagus: a thin smooth spear with a cut pale butt and a closed, scaly, often purplish tip;
 * bell pepper, leaves (ovate and palmate, as on the okra plant), vines and stems,
   flowers (the yellow okra flower with a dark centre), hands.
 
@@ -195,6 +198,53 @@ def gourd(
         stripe_colour=base * 1.5,
     )
     return tube_sprite(tube, mat, light, rng, size, "gourd")
+
+
+def leek(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(1.1, 2.2)
+    W = L * rng.uniform(0.04, 0.14)
+    # v = 0 is the pointed (or cut) leaf end, v = 1 the blunt root end with its pale shank.
+    s, r = generic_profile(L, W, rng.uniform(0.04, 0.15), rng.uniform(0.01, 0.04), rng.uniform(0.8, 1.6), 0.3)
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.3), rng.normal(0, 0.1))
+    hue = rng.uniform(85, 130)
+    mat = Material(
+        base=hsv(hue, rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.6)),
+        tip=hsv(rng.uniform(55, 85), rng.uniform(0.05, 0.25), rng.uniform(0.8, 0.95)),
+        specular=rng.uniform(0.15, 0.5),
+        shininess=rng.uniform(15, 50),
+        stripes=int(rng.integers(8, 18)),
+        stripe_colour=hsv(hue - 10, 0.3, rng.uniform(0.5, 0.8)),
+        flat=rng.uniform(0.4, 1.0),
+        mottle=0.05,
+        wrap=rng.uniform(0.0, 0.4),
+    )
+    return tube_sprite(tube, mat, light, rng, size, "leek")
+
+
+def asparagus(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    L = scale * rng.uniform(0.8, 1.4)
+    W = L * rng.uniform(0.045, 0.08)
+    # v = 0 is the cut butt, v = 1 the closed bud of the tip.
+    s, r = generic_profile(
+        L, W, 0.01, rng.uniform(0.08, 0.14), 0.2, rng.uniform(0.6, 1.0), bumps=int(rng.integers(6, 12)),
+        bump_depth=rng.uniform(0.02, 0.06),
+    )  # fmt: skip
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.2), rng.normal(0, 0.05))
+    purple = rng.random() < 0.4
+    mat = Material(
+        base=hsv(rng.uniform(75, 100), rng.uniform(0.45, 0.75), rng.uniform(0.35, 0.65)),
+        tip=hsv(rng.uniform(290, 330), 0.45, 0.35) if purple else hsv(rng.uniform(70, 90), 0.6, 0.3),
+        specular=rng.uniform(0.2, 0.5),
+        shininess=rng.uniform(20, 60),
+        fibre=rng.uniform(0.0, 0.4),
+        speckle=rng.uniform(0.0, 0.3),
+        mottle=0.06,
+    )
+    return tube_sprite(tube, mat, light, rng, size, "asparagus")
 
 
 def vine(
@@ -460,6 +510,8 @@ DISTRACTORS: dict[str, tuple[Callable[..., Sprite | None], float]] = {
     "chilli": (chilli, 2.0),
     "cucumber": (cucumber, 1.5),
     "gourd": (gourd, 1.0),
+    "leek": (leek, 1.0),
+    "asparagus": (asparagus, 1.0),
     "bell_pepper": (bell_pepper, 1.0),
     "leaf": (leaf, 1.5),
     "vine": (vine, 1.0),

@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-6"
+RENDERER_VERSION = "okrainsight-synth-7"
 
 
 @dataclass
@@ -633,8 +633,9 @@ def render_scene(
                 bg = _bg_white(rng, h, w)
             sprites = _greens(rng, scale, (w, h), light)
         elif pick < 0.65:  # a pile of one look-alike, as in market photos of beans or chillies
-            one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd"]))
-            count = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18)}.get(one, (3, 9))
+            one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd", "leek", "asparagus"]))
+            counts = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18), "asparagus": (5, 16)}
+            count = counts.get(one, (3, 9))
             sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
         else:
             sprites = _distractors(rng, int(rng.integers(1, 8)), scale, (w, h), light, names)
