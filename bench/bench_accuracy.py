@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from okrainsight.hysteresis import okra_mask as hysteresis_mask
 from okrainsight.imageio import read_image, read_mask, write_image
 from okrainsight.metrics import confusion
 from okrainsight.runtime import Segmenter
@@ -51,8 +52,9 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def okra_mask(seg: Segmenter, image: np.ndarray) -> np.ndarray:
-    """``seg.segment(image).mask`` without finding pods (unused here): probability >= threshold."""
-    return seg.predict_probability(image) >= seg.threshold
+    """``seg.segment(image).mask`` without finding pods (unused here): probability >= threshold,
+    with the card's hysteresis seed threshold when it has one (:mod:`okrainsight.hysteresis`)."""
+    return hysteresis_mask(seg.predict_probability(image), seg.threshold, seg.seed_threshold)
 
 
 def synthetic_scores(seg: Segmenter, n: int, size: tuple[int, int], seed: int) -> dict[str, float]:
@@ -140,6 +142,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=None, help="override the cards' thresholds")
     ap.add_argument(
+        "--seed-threshold",
+        type=float,
+        default=None,
+        help="override the cards' hysteresis seed thresholds (okrainsight.hysteresis); 0 = plain threshold",
+    )
+    ap.add_argument(
         "--zooms",
         nargs="+",
         default=[None],
@@ -164,6 +172,9 @@ def main() -> int:
         )
         if args.threshold is not None:
             seg.card.threshold = args.threshold
+        if args.seed_threshold is not None:
+            seed = args.seed_threshold
+            seg.card.seed_threshold = seed if seed > seg.card.threshold else None
         syn = synthetic_scores(seg, args.n, (w, h), args.seed)
         ov = None
         if args.overlays is not None:
@@ -181,7 +192,8 @@ def main() -> int:
         per = ", ".join(f"{v:.2f}" for v in ious.values())
         white = f"{np.mean(list(ious.values())):.3f} ({per})" if ious else "n/a"
         other = ", ".join(f"{k} {100 * v:.0f}%" for k, v in real["real_other_share"].items())
-        name = f"{spec} (zooms {','.join(f'{z:g}' for z in seg.zooms)})"
+        seed = "" if seg.seed_threshold is None else f", seeds {seg.seed_threshold:g}"
+        name = f"{spec} (zooms {','.join(f'{z:g}' for z in seg.zooms)}, threshold {seg.threshold:g}{seed})"
         print(f"| `{name}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
               f"| {white} | {fmt(held)} | {fmt(seen)} | {other} |")  # fmt: skip
         for k, v in sorted(neg.items()):

@@ -102,6 +102,23 @@ def test_output_contract(model_dir: Path, tmp_path: Path) -> None:
     ][:3]
 
 
+def test_card_seed_threshold_drops_weak_distractors_in_eval(tmp_path: Path) -> None:
+    """The yellow-green circles get probability ~0.76, the pods ~0.99: with a 0.9 seed threshold
+    on the card, ``okra eval`` (like ``okra segment``) drops the circles that touch no pod."""
+    data = make_data(tmp_path / "data")
+    base = dict(arch=TINY, input_size=(64, 48), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    plain_dir = save_checkpoint(tmp_path / "plain", green_detector(), ModelCard(**base))
+    seeded_dir = save_checkpoint(tmp_path / "seeded", green_detector(), ModelCard(**base, seed_threshold=0.9))
+    kw = dict(split="all", tolerance=1, latency_runs=1, progress=False)
+    plain = evaluate(plain_dir, data, out=tmp_path / "ev-plain", **kw)
+    seeded = evaluate(seeded_dir, data, out=tmp_path / "ev-seeded", **kw)
+    assert seeded.summary["recall"] == pytest.approx(plain.summary["recall"])
+    assert seeded.summary["precision"] > plain.summary["precision"]
+    assert seeded.summary["mean_iou"] > plain.summary["mean_iou"]
+    assert json.loads((tmp_path / "ev-seeded" / "summary.json").read_text())["model"]["seed_threshold"] == 0.9
+    assert json.loads((tmp_path / "ev-plain" / "summary.json").read_text())["model"]["seed_threshold"] is None
+
+
 def test_fidelity_with_teacher_labels_and_ground_truth(model_dir: Path, tmp_path: Path) -> None:
     data = make_data(tmp_path / "data", n=4)
     # masks/ becomes the teacher's (a dilated version); masks_gt/ keeps the exact masks

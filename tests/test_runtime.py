@@ -95,6 +95,35 @@ def test_threshold_override(model_dir):
         seg.segment(img[:, :, 0])
 
 
+def test_card_seed_threshold_drops_regions_without_a_confident_core(model_dir, tmp_path):
+    """Hysteresis (okrainsight.hysteresis): a pale-green blob the detector gives about 0.6 is okra
+    with a plain 0.5 threshold, and is dropped once the card asks for a 0.85 seed."""
+    img = _photo(pods=(((80, 96), (50, 14), 10),))
+    cv2.ellipse(img, (190, 100), (45, 12), -30, 0, 360, (190, 232, 190), -1)  # G - (R+B)/2 = 0.165
+    plain = Segmenter.from_path(model_dir, threads=1).segment(img)
+    assert plain.seed_threshold is None and len(plain.pods) == 2
+    assert 0.5 < float(plain.probability[100, 190]) < 0.85
+
+    seeded_dir = tmp_path / "seeded"
+    seeded_dir.mkdir()
+    (seeded_dir / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    card = json.loads((model_dir / "card.json").read_text())
+    save_card(seeded_dir, ModelCard.from_dict({**card, "seed_threshold": 0.85}))
+    seg = Segmenter.from_path(seeded_dir, threads=1)
+    assert seg.seed_threshold == pytest.approx(0.85)
+    assert seg.summary()["seed_threshold"] == pytest.approx(0.85)
+    seeded = seg.segment(img)
+    assert seeded.seed_threshold == pytest.approx(0.85)
+    assert len(seeded.pods) == 1 and seeded.mask[96, 80] and not seeded.mask[100, 190]
+    assert np.array_equal(seeded.mask[:, :140], plain.mask[:, :140])  # the confident pod is untouched
+    # seed_threshold=0 (at or below the threshold) turns hysteresis off for one call
+    off = seg.segment(img, seed_threshold=0)
+    assert off.seed_threshold is None and np.array_equal(off.mask, plain.mask)
+    assert seg.summary(threshold=0.9)["seed_threshold"] is None  # a threshold above the seed: plain
+    with pytest.raises(ConfigError, match="seed threshold"):
+        seg.segment(img, seed_threshold=1.2)
+
+
 def test_zooms_keep_thin_detail_that_squeezing_the_photo_loses(model_dir):
     """A 3-px green stripe on a 4:1 photo: squeezed whole into the 64x48 input it blurs below the
     threshold; tiles at zoom 4 (about 85x64 px each, near the input's own size) keep it."""

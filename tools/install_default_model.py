@@ -11,7 +11,7 @@ Writes ``src/okrainsight/models/default/``:
 Usage::
 
     python tools/install_default_model.py runs/default [--recipe data/default/recipe.json] \
-        [--threshold 0.4] [--zooms 1,2]
+        [--threshold 0.4] [--seed-threshold 0.85] [--zooms 1,2]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 from okrainsight.checkpoint import ONNX_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from okrainsight.export import export_onnx
+from okrainsight.hysteresis import check_seed_threshold
 from okrainsight.runtime import BUILTIN_DIR
 from okrainsight.tiling import parse_zooms
 
@@ -38,6 +39,12 @@ def main() -> int:
     ap.add_argument("--recipe", type=Path, default=None, help="recipe.json of the training data")
     ap.add_argument("--name", default="default")
     ap.add_argument("--threshold", type=float, default=None, help="card threshold (default: the run's)")
+    ap.add_argument(
+        "--seed-threshold",
+        type=float,
+        default=None,
+        help="card hysteresis seed threshold (okrainsight.hysteresis; default: the run's, usually none)",
+    )
     ap.add_argument(
         "--zooms",
         default=None,
@@ -56,6 +63,11 @@ def main() -> int:
             raise SystemExit(f"--threshold {args.threshold}: must lie between 0 and 1")
         card.extra["trained_threshold"] = card.threshold
         card.threshold = args.threshold
+    if args.seed_threshold is not None:
+        try:
+            card.seed_threshold = check_seed_threshold(card.threshold, args.seed_threshold)
+        except ValueError as exc:
+            raise SystemExit(f"--seed-threshold: {exc}") from exc
     if args.zooms is not None:
         try:
             card.zooms = parse_zooms(args.zooms)

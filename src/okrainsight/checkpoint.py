@@ -25,6 +25,7 @@ from typing import Any
 
 from okrainsight import __version__
 from okrainsight.errors import ModelError
+from okrainsight.hysteresis import check_seed_threshold
 from okrainsight.imageio import atomic_output, atomic_write_text
 from okrainsight.tiling import DEFAULT_ZOOMS, check_zooms
 
@@ -46,6 +47,9 @@ class ModelCard:
         input_size: ``(width, height)`` in pixels the model was trained and exported at.
         mean, std: per-channel RGB normalisation applied to ``pixel / 255``.
         threshold: probability at or above which a pixel is okra.
+        seed_threshold: None, or hysteresis (:mod:`okrainsight.hysteresis`): a region of
+            ``probability >= threshold`` is okra only if some pixel of it reaches
+            ``seed_threshold`` (``threshold < seed_threshold < 1``).
         zooms: how the runtime tiles a photo (:mod:`okrainsight.tiling`): ``1`` = the largest tiles of
             ``input_size``'s shape inside the photo, ``2`` = half that size, ``0`` = the whole photo
             squeezed into ``input_size``; the probabilities of several zooms are averaged.
@@ -65,6 +69,7 @@ class ModelCard:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     threshold: float = 0.5
+    seed_threshold: float | None = None
     zooms: tuple[float, ...] = DEFAULT_ZOOMS
     labels: tuple[str, ...] = ("background", "okra")
     name: str = ""
@@ -120,6 +125,12 @@ class ModelCard:
             raise ModelError(f"{source}: invalid card field ({exc})") from exc
         if not 0.0 < kwargs.get("threshold", 0.5) < 1.0:
             raise ModelError(f"{source}: threshold must lie strictly between 0 and 1")
+        try:
+            kwargs["seed_threshold"] = check_seed_threshold(
+                kwargs.get("threshold", 0.5), kwargs.get("seed_threshold")
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: invalid card field ({exc})") from exc
         return cls(**kwargs)
 
 

@@ -4,7 +4,8 @@ MODEL is a model folder (``card.json`` + ``model.safetensors``) or a training ru
 (which holds its best model the same way). Each image of the split is resized to the
 card's input size, normalised as the card says, run through the network; the
 probability is upsampled to the photo's full size and thresholded at the card's
-threshold, then compared with the reference mask at full size.
+threshold (with the card's hysteresis seed threshold when it has one), then compared
+with the reference mask at full size.
 
 What the reference is:
 
@@ -40,6 +41,7 @@ import numpy as np
 from okrainsight.checkpoint import WEIGHTS_FILE, ModelCard, load_checkpoint, resolve_model_dir
 from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import DatasetError, OkraError
+from okrainsight.hysteresis import okra_mask
 from okrainsight.imageio import atomic_write_text, read_image, read_mask, write_image
 from okrainsight.metrics import METRIC_NAMES, MetricAccumulator
 from okrainsight.tiling import at_input_size, tiled_probability
@@ -265,7 +267,8 @@ def evaluate(
                 teacher = read_mask(layout.mask_path(stem))
                 if teacher.shape != ref.shape:
                     teacher = None
-            pred = (predict_probability(model, card, image) >= card.threshold).astype(np.uint8) * 255
+            prob = predict_probability(model, card, image)
+            pred = okra_mask(prob, card.threshold, card.seed_threshold).astype(np.uint8) * 255
         except OkraError as exc:
             row["error"] = str(exc)
             errors.append(f"{stem}: {exc}")
@@ -285,6 +288,7 @@ def evaluate(
         "arch": card.arch,
         "input_size": list(card.input_size),
         "threshold": card.threshold,
+        "seed_threshold": card.seed_threshold,  # hysteresis (okrainsight.hysteresis), as okra segment does
         "zooms": list(card.zooms),  # how photos were tiled (okrainsight.tiling), as okra segment does
         **size,
         "file_bytes": weights.stat().st_size if weights.is_file() else None,
@@ -321,7 +325,7 @@ def evaluate(
         for r in worst:
             image = read_image(paths[r["stem"]])
             ref_path = reference_path(r["stem"])
-            pred = predict_probability(model, card, image) >= card.threshold
+            pred = okra_mask(predict_probability(model, card, image), card.threshold, card.seed_threshold)
             tiles.append((f"{r['stem']}  IoU {r['iou']:.3f}", image, read_mask(ref_path), pred))
         save_gallery(out_dir / "gallery.png", tiles)
     return result

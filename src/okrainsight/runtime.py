@@ -29,6 +29,7 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
+from okrainsight.hysteresis import okra_mask
 from okrainsight.tiling import at_input_size, check_zooms, tiled_probability
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,19 @@ class Segmentation:
 
     Attributes:
         probability: ``(H, W)`` float32 in 0..1 at the photo's full resolution.
-        mask: ``(H, W)`` bool, ``probability >= threshold`` (before any cleanup).
+        mask: ``(H, W)`` bool, ``probability >= threshold`` (before any cleanup), keeping only the
+            regions that reach ``seed_threshold`` somewhere when one is set
+            (:func:`okrainsight.hysteresis.okra_mask`).
         pods: pods found, largest first.
         threshold: the threshold used.
+        seed_threshold: the seed threshold used, or None (a plain threshold).
     """
 
     probability: np.ndarray
     mask: np.ndarray
     pods: list[Pod]
     threshold: float
+    seed_threshold: float | None = None
 
     @property
     def okra_found(self) -> bool:
@@ -584,14 +589,19 @@ def card_summary(
     source: str | None = None,
     threshold: float | None = None,
     zooms: tuple[float, ...] | None = None,
+    seed_threshold: float | None = None,
 ) -> dict:
     """The short model description written into ``results.json`` and shown by ``okra models``
-    (``threshold`` and ``zooms``: what the run used when it overrode the card's)."""
+    (``threshold``, ``seed_threshold`` and ``zooms``: what the run used when it overrode the card's;
+    a seed threshold at or below the threshold is reported as None, a plain threshold)."""
+    t = float(card.threshold if threshold is None else threshold)
+    seed = card.seed_threshold if seed_threshold is None else seed_threshold
     return {
         "name": card.name or card.arch,
         "arch": card.arch,
         "input_size": list(card.input_size),
-        "threshold": float(card.threshold if threshold is None else threshold),
+        "threshold": t,
+        "seed_threshold": float(seed) if seed is not None and seed > t else None,
         "zooms": list(card.zooms if zooms is None else zooms),
         "labels": list(card.labels),
         "version": card.version,
@@ -708,8 +718,19 @@ class Segmenter:
     def threshold(self) -> float:
         return float(self.card.threshold)
 
-    def summary(self, threshold: float | None = None) -> dict[str, Any]:
-        return card_summary(self.card, source=self.source, threshold=threshold, zooms=self.zooms)
+    @property
+    def seed_threshold(self) -> float | None:
+        """The card's hysteresis seed threshold (:mod:`okrainsight.hysteresis`), or None."""
+        return self.card.seed_threshold
+
+    def summary(self, threshold: float | None = None, seed_threshold: float | None = None) -> dict[str, Any]:
+        return card_summary(
+            self.card,
+            source=self.source,
+            threshold=threshold,
+            zooms=self.zooms,
+            seed_threshold=seed_threshold,
+        )
 
     @property
     def zooms(self) -> tuple[float, ...]:
@@ -757,12 +778,15 @@ class Segmenter:
         split_touching: bool = True,
         min_area: int | None = None,
         zooms: tuple[float, ...] | None = None,
+        seed_threshold: float | None = None,
     ) -> Segmentation:
         """Segment one photo: probability, mask and pods at the photo's full resolution.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             threshold: overrides the card's threshold (0 < t < 1).
+            seed_threshold: overrides the card's hysteresis seed threshold (0 <= s < 1); a value at
+                or below the threshold (0, say) turns hysteresis off (a plain threshold).
             split_touching: split touching pods where the mask or the probability allows
                 (see :func:`find_pods`).
             min_area: smallest pod in pixels (default: 0.05% of the image, at least 16).
@@ -771,14 +795,18 @@ class Segmenter:
         t = self.threshold if threshold is None else float(threshold)
         if not 0.0 < t < 1.0:
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+        seed = self.seed_threshold if seed_threshold is None else float(seed_threshold)
+        if seed is not None and not 0.0 <= seed < 1.0:
+            raise ConfigError(f"seed threshold must lie in [0, 1), got {seed_threshold}")
+        seed = seed if seed is not None and seed > t else None
         prob = self.predict_probability(image, zooms=zooms)
-        mask = prob >= t
+        mask = okra_mask(prob, t, seed)
         pods = find_pods(mask, min_area=min_area, split_touching=split_touching, probability=prob)
         if self.grader is not None:
             from okrainsight.grading.model import apply_grader
 
             apply_grader(self.grader, image, pods, prob)
-        return Segmentation(probability=prob, mask=mask, pods=pods, threshold=t)
+        return Segmentation(probability=prob, mask=mask, pods=pods, threshold=t, seed_threshold=seed)
 
 
 __all__ = [

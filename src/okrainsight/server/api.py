@@ -92,6 +92,7 @@ async def health(request: Request) -> dict[str, Any]:
             "arch": model.card.arch,
             "input_size": list(model.card.input_size),
             "threshold": model.card.threshold,
+            "seed_threshold": model.card.seed_threshold,
             "zooms": list(model.segmenter.zooms),
         },
         "model_error": state.model_error,
