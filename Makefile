@@ -49,7 +49,8 @@ train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r4 --n 5000 --seed 3 --size 384x288
 	$(BIN)/okra train $(DEFAULT_DATA)-r4 --out $(DEFAULT_RUN)-r4 --config configs/default-round4.yaml \
 		--init-from $(DEFAULT_RUN)-r3
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r4 --recipe $(DEFAULT_DATA)-r4/recipe.json --zooms 1,2
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r4 --recipe $(DEFAULT_DATA)-r4/recipe.json --zooms 1,2 \
+		--threshold 0.45 --seed-threshold 0.85
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
 # (web/package-lock.json), copied into the package's static files; nothing is fetched from a CDN at run time.

@@ -187,6 +187,72 @@ def make_cnn_grader(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
+_SEED_RUNNER = """
+const G = require(process.argv[1]);
+let s = '';
+process.stdin.on('data', (d) => { s += d; });
+process.stdin.on('end', () => {
+  const res = JSON.parse(s).map((c) => {
+    const mask = Uint8Array.from(Buffer.from(c.mask, 'base64'));
+    const prob = new Float32Array(Uint8Array.from(Buffer.from(c.prob, 'base64')).buffer);
+    return Buffer.from(G.keepSeeded(mask, prob, c.width, c.height, c.seed)).toString('base64');
+  });
+  process.stdout.write(JSON.stringify(res));
+});
+"""
+
+
+def test_js_seeds_keep_the_same_regions_as_python_hysteresis() -> None:
+    """The live page's hysteresis (grade.js keepSeeded) equals okrainsight.hysteresis.okra_mask on
+    smooth random probability maps with many regions, some with and some without a seed pixel."""
+    import cv2
+
+    from okrainsight.hysteresis import okra_mask
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(
+            "node is missing: install Node.js (npm needs it for 'make web-assets'); JS tests never skip"
+        )
+    rng = np.random.default_rng(5)
+    cases, expected = [], []
+    for w, h in ((64, 48), (37, 53)):
+        prob = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.2)
+        prob = ((prob - prob.min()) / (prob.max() - prob.min())).astype(np.float32)
+        for t, seed in ((0.5, 0.8), (0.6, 0.85)):
+            mask = prob >= t
+            cases.append(
+                {
+                    "mask": _b64(mask.astype(np.uint8) * 255),
+                    "prob": _b64(prob),
+                    "width": w,
+                    "height": h,
+                    "seed": seed,
+                }
+            )
+            expected.append(okra_mask(prob, t, seed))
+    proc = subprocess.run(
+        [node, "-e", _SEED_RUNNER, str(GRADE_JS)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = []
+    for out, want, case in zip(json.loads(proc.stdout), expected, cases, strict=True):
+        got = np.frombuffer(base64.b64decode(out), np.uint8).reshape(case["height"], case["width"]) > 0
+        assert np.array_equal(got, want)
+        n_low = cv2.connectedComponents(
+            (np.frombuffer(base64.b64decode(case["mask"]), np.uint8) > 0).astype(np.uint8).reshape(got.shape),
+            connectivity=8,
+        )[0]
+        n_kept = cv2.connectedComponents(got.astype(np.uint8), connectivity=8)[0]
+        counts.append((n_low - 1, n_kept - 1))
+    # in every case some regions were dropped and some kept: the comparison can fail both ways
+    assert all(0 < kept < low for low, kept in counts), counts
+
+
 def test_server_serves_grader_cnn_gate_and_precache(tmp_path: Path) -> None:
     model = make_model_dir(tmp_path / "model")
     grader = make_cnn_grader(tmp_path / "grader")

@@ -34,7 +34,7 @@
   const octx = overlay.getContext('2d');
   const say = (text) => { $('message').textContent = text || ''; };
 
-  let W = 0, H = 0, session = null, tensor = null, rgb = null;
+  let W = 0, H = 0, session = null, tensor = null, rgb = null, seedThreshold = null;
   let lastMask = null, lastInput = null;
   let grader = null, cnn = null, lastGradeAt = -1e9, verdicts = [], lastGrade = null;
   let work, wctx, simg, spx, labels, stack;
@@ -217,8 +217,13 @@
     for (let i = 0, j = 0; i < px.length; i += 4, j += 3) { rgb[j] = px[i]; rgb[j + 1] = px[i + 1]; rgb[j + 2] = px[i + 2]; }
     const t1 = performance.now();
     let mask;
-    if (stats.backend === 'server') mask = await serverMask();
-    else mask = (await session.run({ image: tensor }, ['mask'])).mask.data;
+    if (stats.backend === 'server') mask = await serverMask();  // the server applies the card's seeds itself
+    else if (seedThreshold === null) mask = (await session.run({ image: tensor }, ['mask'])).mask.data;
+    else {
+      // the card's hysteresis (okrainsight.hysteresis): drop regions with no pixel >= seed_threshold
+      const res = await session.run({ image: tensor }, ['mask', 'probability']);
+      mask = OkraGrade.keepSeeded(res.mask.data, res.probability.data, W, H, seedThreshold);
+    }
     const t2 = performance.now();
     lastMask = mask;
     lastInput = rgb.slice();
@@ -326,6 +331,7 @@
     if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('service worker:', e));
     const card = await (await fetch('/model/card.json')).json();
     [W, H] = card.input_size;
+    seedThreshold = card.seed_threshold > card.threshold ? card.seed_threshold : null;
     stats.width = W; stats.height = H;
     rgb = new Uint8Array(W * H * 3);
     work = document.createElement('canvas'); work.width = W; work.height = H;
