@@ -92,7 +92,7 @@ format: $(STAMP)
 GRADER_DIR := src/okrainsight/models/grader-default
 
 train-grader: $(STAMP)
-	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 200 --seed 0 --size 256x192 --cnn
+	$(BIN)/okra grade train-synth $(GRADER_DIR) --n 600 --n-negative 400 --seed 0 --size 256x192 --cnn
 
 # Mobile export of the built-in default model: ONNX, Core ML, ExecuTorch, TorchScript, each parity-checked.
 EXPORT_MODEL ?= default

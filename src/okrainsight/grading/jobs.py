@@ -508,8 +508,9 @@ def _rendered_pods(
     return np.array(X), np.array(t), np.array(a), np.array(g), (np.stack(c) if crops and c else None)
 
 
-#: Look-alikes that lie on tables, one kind per scene in :func:`render_lookalike_scene`.
-LOOKALIKE_KINDS = SURFACE_DISTRACTORS
+#: Look-alikes the okra likeness learns to refuse, one kind per scene in :func:`render_lookalike_scene`:
+#: those that lie on tables, and the leeks and asparagus of negative scenes (renderer v7).
+LOOKALIKE_KINDS = (*SURFACE_DISTRACTORS, "leek", "asparagus")
 
 
 def _cnn_crop(image: np.ndarray, pod: Any) -> np.ndarray:
