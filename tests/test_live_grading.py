@@ -51,15 +51,16 @@ process.stdin.on('end', () => {
 """
 
 
-def run_grade_js(cases: list[dict]) -> list[dict]:
-    """Run ``grade.js`` in node on ``cases`` (rgb/labels base64, width, height, id, bbox, gate)."""
+def run_grade_js(cases: list[dict], runner: str = _NODE_RUNNER) -> list:
+    """Run ``grade.js`` in node with ``runner`` on ``cases`` (JSON in on stdin, JSON out); the default
+    runner takes rgb/labels base64, width, height, id, bbox, gate."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
             "node is missing: install Node.js (npm needs it for 'make web-assets'); JS tests never skip"
         )
     proc = subprocess.run(
-        [node, "-e", _NODE_RUNNER, str(GRADE_JS)],
+        [node, "-e", runner, str(GRADE_JS)],
         input=json.dumps(cases),
         capture_output=True,
         text=True,
@@ -209,11 +210,6 @@ def test_js_seeds_keep_the_same_regions_as_python_hysteresis() -> None:
 
     from okrainsight.hysteresis import okra_mask
 
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail(
-            "node is missing: install Node.js (npm needs it for 'make web-assets'); JS tests never skip"
-        )
     rng = np.random.default_rng(5)
     cases, expected = [], []
     for w, h in ((64, 48), (37, 53)):
@@ -231,16 +227,8 @@ def test_js_seeds_keep_the_same_regions_as_python_hysteresis() -> None:
                 }
             )
             expected.append(okra_mask(prob, t, seed))
-    proc = subprocess.run(
-        [node, "-e", _SEED_RUNNER, str(GRADE_JS)],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
     counts = []
-    for out, want, case in zip(json.loads(proc.stdout), expected, cases, strict=True):
+    for out, want, case in zip(run_grade_js(cases, _SEED_RUNNER), expected, cases, strict=True):
         got = np.frombuffer(base64.b64decode(out), np.uint8).reshape(case["height"], case["width"]) > 0
         assert np.array_equal(got, want)
         n_low = cv2.connectedComponents(
