@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from okrainsight.hysteresis import effective_seed_threshold
 from okrainsight.hysteresis import okra_mask as hysteresis_mask
 from okrainsight.imageio import read_image, read_mask, write_image
 from okrainsight.metrics import confusion
@@ -173,8 +174,7 @@ def main() -> int:
         if args.threshold is not None:
             seg.card.threshold = args.threshold
         if args.seed_threshold is not None:
-            seed = args.seed_threshold
-            seg.card.seed_threshold = seed if seed > seg.card.threshold else None
+            seg.card.seed_threshold = effective_seed_threshold(seg.card.threshold, args.seed_threshold)
         syn = synthetic_scores(seg, args.n, (w, h), args.seed)
         ov = None
         if args.overlays is not None:

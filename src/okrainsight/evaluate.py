@@ -250,6 +250,11 @@ def evaluate(
     def reference_path(stem: str) -> Path:
         return gt_dir / f"{stem}.png" if gt_dir is not None else layout.mask_path(stem)
 
+    # The gallery's candidates so far (the ``gallery`` lowest (iou, boundary_f, stem) keys, as
+    # EvalResult.worst picks them): image, reference and prediction kept, so the gallery needs
+    # no second pass through the network.
+    kept: dict[str, tuple[tuple[Any, ...], np.ndarray, np.ndarray, np.ndarray]] = {}
+
     for stem in tqdm(stems, desc="okra eval", unit="img", disable=not progress):
         row: dict[str, Any] = {"stem": stem, "error": None}
         try:
@@ -279,6 +284,10 @@ def evaluate(
             row["fidelity_iou"] = fid.add(pred, teacher)["iou"]
             row["teacher_iou"] = tacc.add(teacher, ref)["iou"]
         rows.append(row)
+        if gallery > 0:
+            kept[stem] = ((row["iou"], row["boundary_f"], stem), image, ref, pred > 0)
+            if len(kept) > gallery:
+                del kept[max(kept, key=lambda s: kept[s][0])]
 
     size = model_size(model)
     weights = model_dir / WEIGHTS_FILE
@@ -323,10 +332,13 @@ def evaluate(
     if worst:
         tiles = []
         for r in worst:
-            image = read_image(paths[r["stem"]])
-            ref_path = reference_path(r["stem"])
-            pred = okra_mask(predict_probability(model, card, image), card.threshold, card.seed_threshold)
-            tiles.append((f"{r['stem']}  IoU {r['iou']:.3f}", image, read_mask(ref_path), pred))
+            if r["stem"] in kept:
+                _, image, ref, pred = kept[r["stem"]]
+            else:  # not among the kept candidates (NaN scores sort unpredictably): predict again
+                image = read_image(paths[r["stem"]])
+                ref = read_mask(reference_path(r["stem"]))
+                pred = okra_mask(predict_probability(model, card, image), card.threshold, card.seed_threshold)
+            tiles.append((f"{r['stem']}  IoU {r['iou']:.3f}", image, ref, pred))
         save_gallery(out_dir / "gallery.png", tiles)
     return result
 

@@ -32,13 +32,21 @@ def okra_mask(probability: np.ndarray, threshold: float, seed_threshold: float |
         ``(H, W)`` bool mask, same pixel grid as ``probability``.
     """
     low = probability >= threshold
-    if seed_threshold is None or seed_threshold <= threshold or not low.any():
+    if effective_seed_threshold(threshold, seed_threshold) is None or not low.any():
         return low
     n, labels = cv2.connectedComponents(low.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(labels[probability >= seed_threshold])] = True
     keep[0] = False
     return keep[labels]
+
+
+def effective_seed_threshold(threshold: float, seed_threshold: float | None) -> float | None:
+    """The seed threshold that changes anything: ``seed_threshold`` as a float when it lies above
+    ``threshold``, else None (a seed at or below the threshold is a plain threshold)."""
+    if seed_threshold is None or float(seed_threshold) <= threshold:
+        return None
+    return float(seed_threshold)
 
 
 def check_seed_threshold(threshold: float, seed_threshold: float | None) -> float | None:

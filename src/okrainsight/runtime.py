@@ -29,7 +29,7 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
-from okrainsight.hysteresis import okra_mask
+from okrainsight.hysteresis import effective_seed_threshold, okra_mask
 from okrainsight.tiling import at_input_size, check_zooms, tiled_probability
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,31 @@ def _merge_wide_necks(labels: np.ndarray, dist: np.ndarray, n: int, neck_ratio: 
     return lut[labels]
 
 
+def _work_scale(shape: tuple[int, int], work_side: int) -> tuple[float, tuple[int, int]]:
+    """How much a ``(h, w)`` component is shrunk to work at most ``work_side`` px, and the
+    ``(width, height)`` it is shrunk to (its own size when it already fits)."""
+    h, w = shape
+    scale = max(h, w) / work_side if max(h, w) > work_side else 1.0
+    return scale, (max(1, round(w / scale)), max(1, round(h / scale)))
+
+
+def _shrink_mask(u8: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 0/1 uint8 mask resized to ``size`` ``(width, height)`` by area: bool, True where half covered."""
+    return cv2.resize(u8 * 255, size, interpolation=cv2.INTER_AREA) >= 128
+
+
+def _full_size_parts(labels: np.ndarray, u8: np.ndarray, count: int, scale: float) -> list[np.ndarray]:
+    """Parts ``1..count`` of ``labels`` (uint16, on the component shrunk by ``scale``) as bool masks of
+    the full-size 0/1 component ``u8``: resized back (nearest), cut to the component, and grown
+    over the pixels the resizing left unlabelled."""
+    if scale > 1.0:
+        h, w = u8.shape
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        labels[u8 == 0] = 0
+        labels = _grow_labels(labels, u8)
+    return [labels == k for k in range(1, count + 1)]
+
+
 def _split_component(
     comp: np.ndarray,
     min_area: int,
@@ -301,13 +326,9 @@ def _split_component(
     Any part below ``min_area`` cancels the split. Works on the component scaled to at most
     ``work_side`` px, then carries the labels back to full resolution.
     """
-    h, w = comp.shape
     u8 = comp.astype(np.uint8)
-    scale = max(h, w) / work_side if max(h, w) > work_side else 1.0
-    small = u8
-    if scale > 1.0:
-        size = (max(1, round(w / scale)), max(1, round(h / scale)))
-        small = (cv2.resize(u8 * 255, size, interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
+    scale, size = _work_scale(comp.shape, work_side)
+    small = _shrink_mask(u8, size).astype(np.uint8) if scale > 1.0 else u8
     dist = cv2.distanceTransform(small, cv2.DIST_L2, 5)
     peak = float(dist.max())
     if peak < 2.0:
@@ -326,11 +347,7 @@ def _split_component(
     count = int(labels.max())
     if count < 2:
         return [comp]
-    if scale > 1.0:
-        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        labels[u8 == 0] = 0
-        labels = _grow_labels(labels, u8)
-    parts = [labels == k for k in range(1, count + 1)]
+    parts = _full_size_parts(labels, u8, count, scale)
     if any(int(p.sum()) < min_area for p in parts):
         return [comp]
     return parts
@@ -370,13 +387,11 @@ def _split_by_probability(
     """
     from okrainsight.grading.features import pod_shape_stats  # the gate's own shape measure
 
-    h, w = comp.shape
     u8 = comp.astype(np.uint8)
-    scale = max(h, w) / work_side if max(h, w) > work_side else 1.0
+    scale, size = _work_scale(comp.shape, work_side)
     small, p, small_min = comp, prob, float(min_area)
     if scale > 1.0:
-        size = (max(1, round(w / scale)), max(1, round(h / scale)))
-        small = cv2.resize(u8 * 255, size, interpolation=cv2.INTER_AREA) >= 128
+        small = _shrink_mask(u8, size)
         p = cv2.resize(np.ascontiguousarray(prob, np.float32), size, interpolation=cv2.INTER_AREA)
         small_min = min_area / scale**2
     if not small.any():
@@ -410,10 +425,7 @@ def _split_by_probability(
         if not seam.any() or float(np.median(p[seeded])) - float(np.median(p[seam])) < contrast:
             continue
         if scale > 1.0:  # carry the labels back to full resolution
-            grown = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST)
-            grown[u8 == 0] = 0
-            grown = _grow_labels(grown, u8)
-            parts = [grown == k for k in range(1, len(seeds) + 1)]
+            parts = _full_size_parts(grown, u8, len(seeds), scale)
             if any(int(part.sum()) < min_area for part in parts):
                 return [comp]
         return parts
@@ -595,13 +607,13 @@ def card_summary(
     (``threshold``, ``seed_threshold`` and ``zooms``: what the run used when it overrode the card's;
     a seed threshold at or below the threshold is reported as None, a plain threshold)."""
     t = float(card.threshold if threshold is None else threshold)
-    seed = card.seed_threshold if seed_threshold is None else seed_threshold
+    seed = effective_seed_threshold(t, card.seed_threshold if seed_threshold is None else seed_threshold)
     return {
         "name": card.name or card.arch,
         "arch": card.arch,
         "input_size": list(card.input_size),
         "threshold": t,
-        "seed_threshold": float(seed) if seed is not None and seed > t else None,
+        "seed_threshold": seed,
         "zooms": list(card.zooms if zooms is None else zooms),
         "labels": list(card.labels),
         "version": card.version,
@@ -798,7 +810,7 @@ class Segmenter:
         seed = self.seed_threshold if seed_threshold is None else float(seed_threshold)
         if seed is not None and not 0.0 <= seed < 1.0:
             raise ConfigError(f"seed threshold must lie in [0, 1), got {seed_threshold}")
-        seed = seed if seed is not None and seed > t else None
+        seed = effective_seed_threshold(t, seed)
         prob = self.predict_probability(image, zooms=zooms)
         mask = okra_mask(prob, t, seed)
         pods = find_pods(mask, min_area=min_area, split_touching=split_touching, probability=prob)
