@@ -331,3 +331,71 @@ def test_init_from_copies_weights_and_refuses_other_arch(tmp_path: Path) -> None
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(ConfigError, match="init_from holds"):
         init_weights(TinyNet(8), str(tmp_path / "donor"), "okra_lraspp_small")
+
+
+TINY_BN = "_test_tiny_bn_training"
+
+
+class TinyBNNet(nn.Module):
+    """A convolution with batch norm, then a 1x1 head: for freezing parts of a fine-tune."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.head = nn.Conv2d(width, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+if TINY_BN not in registry._REGISTRY:
+    registry.register_student(TINY_BN)(lambda width=8: TinyBNNet(width))
+
+
+def test_freeze_keeps_the_donors_parts_and_batchnorm(tiny_data: Path, tmp_path: Path) -> None:
+    from okrainsight.checkpoint import ModelCard, save_checkpoint
+
+    torch.manual_seed(3)
+    donor = TinyBNNet(8)
+    with torch.no_grad():  # running statistics far from what the data gives
+        donor.body[1].running_mean.fill_(5.0)
+        donor.body[1].running_var.fill_(9.0)
+    save_checkpoint(tmp_path / "donor", donor, ModelCard(arch=TINY_BN, arch_kwargs={"width": 8}))
+    common = dict(arch=TINY_BN, arch_kwargs={"width": 8}, epochs=1, init_from=str(tmp_path / "donor"))
+
+    train(
+        make_config(
+            None,
+            smoke_overrides(tiny_data, tmp_path / "frozen", **common, freeze=["body"], freeze_batchnorm=True),
+        )
+    )
+    frozen, _ = load_checkpoint(tmp_path / "frozen")
+    for key, value in donor.state_dict().items():
+        if key.startswith("body."):
+            assert torch.equal(frozen.state_dict()[key], value), key
+    assert not torch.equal(frozen.head.weight, donor.head.weight)  # the head trained
+
+    # without freezing, the same step moves the body and the batch-norm statistics
+    train(make_config(None, smoke_overrides(tiny_data, tmp_path / "free", **common)))
+    free, _ = load_checkpoint(tmp_path / "free")
+    assert not torch.equal(free.body[0].weight, donor.body[0].weight)
+    assert not torch.equal(free.body[1].running_mean, donor.body[1].running_mean)
+
+    # batch norm alone: statistics and scales stay, the convolution trains
+    train(make_config(None, smoke_overrides(tiny_data, tmp_path / "bn", **common, freeze_batchnorm=True)))
+    bn, _ = load_checkpoint(tmp_path / "bn")
+    for key in ("running_mean", "running_var", "weight", "bias"):
+        assert torch.equal(getattr(bn.body[1], key), getattr(donor.body[1], key)), key
+    assert not torch.equal(bn.body[0].weight, donor.body[0].weight)
+
+
+def test_freeze_refuses_unknown_parts_and_freezing_everything() -> None:
+    from okrainsight.training import freeze_parameters
+
+    with pytest.raises(ConfigError, match="'neck' names no parameter.*body, head"):
+        freeze_parameters(TinyBNNet(4), ["neck"])
+    with pytest.raises(ConfigError, match="nothing would train"):
+        freeze_parameters(TinyBNNet(4), ["body", "head"])
+    model = TinyBNNet(4)
+    assert freeze_parameters(model, ["body.0"], batchnorm=True) == 4 + 1  # the head's weight and bias
+    assert make_config(None, {"freeze": "backbone"}).freeze == ["backbone"]

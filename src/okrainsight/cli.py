@@ -632,6 +632,16 @@ def train_cmd(
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Fine-tune: start from this model folder's weights (same --arch)."
     ),
+    freeze: list[str] | None = typer.Option(
+        None,
+        "--freeze",
+        help="Keep these parts fixed, by parameter-name prefix (repeatable), e.g. backbone.",
+    ),
+    freeze_batchnorm: bool | None = typer.Option(
+        None,
+        "--freeze-batchnorm/--train-batchnorm",
+        help="Keep batch-norm statistics and scales as the --init-from model has them.",
+    ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop after this much time."),
     soft_weight: float | None = typer.Option(None, "--soft-weight", help="Weight of distillation on soft/."),
     negatives: list[Path] | None = typer.Option(
@@ -645,6 +655,9 @@ def train_cmd(
     Example:  okra train data/synth --arch okra_lraspp_small --out runs/small --config configs/default.yaml
 
     Several GPUs:  okra train data/synth --out runs/ddp --devices 4 --strategy ddp
+
+    Fine-tune only the head of the default model:
+    okra train data/more --out runs/head --init-from default --freeze backbone --freeze-batchnorm
     """
     try:
         from okrainsight.training import make_config, train
@@ -668,6 +681,8 @@ def train_cmd(
         "precision": precision,
         "resume": resume or None,
         "init_from": str(init_from) if init_from else None,
+        "freeze": list(freeze) if freeze else None,
+        "freeze_batchnorm": freeze_batchnorm,
         "max_minutes": max_minutes,
         "soft_weight": soft_weight,
         "negatives": [str(n) for n in negatives] if negatives else None,

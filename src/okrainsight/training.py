@@ -64,6 +64,11 @@ class TrainConfig:
     ``16-mixed``) on a GPU and ``32-true`` on CPU. ``devices``, ``accelerator``,
     ``strategy`` and ``num_nodes`` go to ``lightning.Trainer`` unchanged (e.g.
     ``devices: 4, strategy: ddp`` trains on four GPUs).
+
+    Fine-tuning (``init_from``) can keep parts of the donor fixed: ``freeze`` lists
+    parameter-name prefixes of the student (e.g. ``["backbone"]`` trains only the head;
+    ``okra train --help`` explains), and ``freeze_batchnorm`` keeps every batch-norm layer
+    in inference mode, so its running mean/variance and its scale/shift stay the donor's.
     """
 
     data: str = ""
@@ -97,6 +102,8 @@ class TrainConfig:
     precision: str | None = None
     resume: bool = False
     init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+    freeze_batchnorm: bool = False
     max_minutes: float | None = None
     patience: int = 10
     seed: int = 0
@@ -150,6 +157,9 @@ def make_config(
         if isinstance(cfg.negatives, str):
             cfg.negatives = [cfg.negatives]
         cfg.negatives = [str(n) for n in cfg.negatives]
+        if isinstance(cfg.freeze, str):
+            cfg.freeze = [cfg.freeze]
+        cfg.freeze = [str(n) for n in cfg.freeze]
         AugmentConfig(**cfg.augment)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{src}: invalid option value ({exc})") from exc
@@ -250,6 +260,31 @@ class OkraDataModule(L.LightningDataModule):
         return self._loader(self.val_set, False)
 
 
+def freeze_parameters(model: torch.nn.Module, prefixes: list[str], batchnorm: bool = False) -> int:
+    """Stop gradients to parameters named ``prefix`` or ``prefix.*`` (and batch norms' with ``batchnorm``).
+
+    A prefix that names no parameter is a :class:`ConfigError` listing the model's top-level
+    parts; so is freezing everything. Returns the number of trainable parameters left.
+    """
+    named = dict(model.named_parameters())
+    for prefix in prefixes:
+        hit = [n for n in named if n == prefix or n.startswith(prefix + ".")]
+        if not hit:
+            parts = ", ".join(name for name, _ in model.named_children())
+            raise ConfigError(f"freeze: {prefix!r} names no parameter of the model; its parts are {parts}")
+        for n in hit:
+            named[n].requires_grad_(False)
+    if batchnorm:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+    left = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if left == 0:
+        raise ConfigError("freeze: every parameter of the model is frozen; nothing would train")
+    return left
+
+
 class SegmentationModule(L.LightningModule):
     """A student plus its loss, metrics and optimiser schedule.
 
@@ -266,16 +301,26 @@ class SegmentationModule(L.LightningModule):
         loss: dict[str, float],
         optim: dict[str, Any],
         threshold: float = 0.5,
+        freeze: list[str] | None = None,
+        freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = create_student(arch, **arch_kwargs)
+        freeze_parameters(self.model, freeze or [], batchnorm=freeze_batchnorm)
         self.criterion = SegmentationLoss(LossConfig(**loss))
         self.val_iou = BinaryJaccardIndex(threshold=threshold)
         self.val_dice = BinaryF1Score(threshold=threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        """With ``freeze_batchnorm``, batch-norm layers go to eval mode (Lightning keeps modes as set)."""
+        if self.hparams.get("freeze_batchnorm"):
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
@@ -547,7 +592,15 @@ def train(cfg: TrainConfig) -> Path:
         )
     }
     optim = {k: getattr(cfg, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "poly_power")}
-    module = SegmentationModule(cfg.arch, dict(cfg.arch_kwargs), loss, optim, cfg.threshold)
+    module = SegmentationModule(
+        cfg.arch,
+        dict(cfg.arch_kwargs),
+        loss,
+        optim,
+        cfg.threshold,
+        freeze=list(cfg.freeze),
+        freeze_batchnorm=cfg.freeze_batchnorm,
+    )
     if cfg.init_from and not cfg.resume:
         init_weights(module.model, cfg.init_from, cfg.arch)
 
