@@ -11,6 +11,9 @@ run through the torch-free runtime exactly as ``okra segment`` does, and report:
   ``../shared/data/real-negatives`` (mean and worst image), split into the odd-numbered
   files (seen as backgrounds/negatives by the default model's training data) and the
   even-numbered ones (never seen);
+* **real pods on cloth, composited** (``bench/cloth_composites.py``): the pods of the
+  white-background photographs cut out and laid on textiles drawn by that file, 6 each;
+  mean IoU (a stand-in for real photos on cloth, which this project does not have);
 * **real piles and plant**: the share of pixels called okra (no masks exist; look at the
   overlays written with ``--overlays DIR``);
 * **everyday photos never seen** (printed on stderr): the share of pixels called okra on the
@@ -42,6 +45,8 @@ from okrainsight.synth import render_scene
 from okrainsight.tiling import parse_zooms
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cloth_composites import composites  # noqa: E402
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -106,6 +111,14 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
     return res
 
 
+def cloth_scores(seg: Segmenter, cloth: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean IoU per source photo over the composites of :mod:`cloth_composites`."""
+    per: dict[str, list[float]] = {}
+    for stem, image, gt in cloth:
+        per.setdefault(stem, []).append(confusion(okra_mask(seg, image), gt).iou())
+    return {stem: float(np.mean(v)) for stem, v in per.items()}
+
+
 def everyday_photos() -> list[Path]:
     """Everyday photographs without okra that no training recipe here uses: the scikit-image
     samples outside ``tools/prepare_default_data.SKIMAGE_SAMPLES`` and matplotlib's sample photos
@@ -162,10 +175,11 @@ def main() -> int:
     cols = [
         "model", "synthetic IoU", "synthetic negatives: okra share", "real white IoU (mean; per photo)",
         "real negatives held out: mean / worst", "real negatives seen: mean / worst",
-        "piles, plant: okra share",
+        "real pods on cloth, composited: IoU (per photo)", "piles, plant: okra share",
     ]  # fmt: skip
     print("| " + " | ".join(cols) + " |")
-    print("|---|---:|---:|---|---|---|---|")
+    print("|---|---:|---:|---|---|---|---|---|")
+    cloth = composites(args.real_okra) if args.real_okra.is_dir() else []
     runs = [(spec, z) for spec in args.models for z in args.zooms]
     for spec, zoom in runs:
         seg = Segmenter.from_path(
@@ -192,10 +206,16 @@ def main() -> int:
         per = ", ".join(f"{v:.2f}" for v in ious.values())
         white = f"{np.mean(list(ious.values())):.3f} ({per})" if ious else "n/a"
         other = ", ".join(f"{k} {100 * v:.0f}%" for k, v in real["real_other_share"].items())
+        on_cloth = cloth_scores(seg, cloth)
+        cloth_text = (
+            f"{np.mean(list(on_cloth.values())):.3f} ({', '.join(f'{v:.2f}' for v in on_cloth.values())})"
+            if on_cloth
+            else "n/a"
+        )
         seed = "" if seg.seed_threshold is None else f", seeds {seg.seed_threshold:g}"
         name = f"{spec} (zooms {','.join(f'{z:g}' for z in seg.zooms)}, threshold {seg.threshold:g}{seed})"
         print(f"| `{name}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
-              f"| {white} | {fmt(held)} | {fmt(seen)} | {other} |")  # fmt: skip
+              f"| {white} | {fmt(held)} | {fmt(seen)} | {cloth_text} | {other} |")  # fmt: skip
         for k, v in sorted(neg.items()):
             print(f"    negative {k}: {100 * v:.2f}% okra", file=sys.stderr)
         everyday = list(everyday_shares(seg).values())

@@ -196,6 +196,32 @@ def test_leek_runs_from_a_dark_leaf_to_a_pale_shank() -> None:
     assert right > left + 0.15  # angle 0: the leaf end is on the left, the root end on the right
 
 
+def test_cloth_spans_dark_muted_dyes_and_coarse_weaves() -> None:
+    """v8: real pods on plain dark or olive cloth were missed, so textiles cover those too."""
+    from okrainsight.synth.scenes import _bg_cloth
+
+    cloths = [np.clip(_bg_cloth(np.random.default_rng(s), 96, 128), 0, 1) for s in range(80)]
+    value = np.array([c.max(axis=2).mean() for c in cloths])
+    sat = np.array([((c.max(axis=2) - c.min(axis=2)) / (c.max(axis=2) + 1e-6)).mean() for c in cloths])
+    assert ((value < 0.45) & (sat < 0.6)).mean() >= 0.1  # dark, muted
+    assert (value > 0.7).mean() >= 0.2  # and light ones still
+    # fine texture (burlap, linen, the weave): high-pass energy varies widely between cloths
+    fine = np.array(
+        [np.abs(c.mean(axis=2) - cv2.GaussianBlur(c.mean(axis=2), (0, 0), 2)).mean() for c in cloths]
+    )
+    assert fine.max() > 4 * np.median(fine)
+
+
+def test_bunches_lie_on_white_and_on_other_surfaces() -> None:
+    corners = []
+    for seed in range(24):
+        img = render_scene(seed, (96, 72), "bunch").image.astype(np.float32) / 255
+        corners.append(np.concatenate([img[:6, :6], img[:6, -6:], img[-6:, :6], img[-6:, -6:]]).mean())
+    corners_arr = np.array(corners)
+    # white backdrops (bright corners) and cloth, wood or paper (darker corners) both common
+    assert (corners_arr > 0.8).mean() >= 0.2 and (corners_arr < 0.55).mean() >= 0.2
+
+
 def test_negative_scenes_have_empty_masks_but_content() -> None:
     for seed in range(6):
         s = render_scene(seed, SIZE, "negative")

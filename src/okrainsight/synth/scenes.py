@@ -53,7 +53,7 @@ SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_p
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-7"
+RENDERER_VERSION = "okrainsight-synth-8"
 
 
 @dataclass
@@ -125,27 +125,86 @@ def _bg_wood(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return (dark_col * (1 - t) + light_col * t).astype(np.float32)
 
 
-def _bg_cloth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+#: Muted dyes of table cloths, napkins, sacks and towels (HSV: hue degrees, saturation, value):
+#: v8 adds them because real pods on plain dark, olive or grey cloth were missed.
+_CLOTH_DYES = (
+    (30, 0.45, 0.35),  # brown
+    (35, 0.25, 0.75),  # beige / natural linen
+    (75, 0.35, 0.45),  # olive
+    (110, 0.2, 0.55),  # sage
+    (0, 0.0, 0.3),  # charcoal
+    (0, 0.0, 0.6),  # grey
+    (215, 0.45, 0.35),  # navy / denim
+    (5, 0.55, 0.45),  # brick red
+    (280, 0.2, 0.4),  # plum
+    (45, 0.6, 0.7),  # mustard
+)
+
+
+def _cloth_colour(rng: np.random.Generator) -> np.ndarray:
+    """Half the time a muted dye of :data:`_CLOTH_DYES` (jittered), else any colour."""
+    if rng.random() < 0.5:
+        hue, sat, val = _CLOTH_DYES[int(rng.integers(len(_CLOTH_DYES)))]
+        return hsv(
+            hue + rng.normal(0, 8),
+            np.clip(sat + rng.normal(0, 0.08), 0, 1),
+            np.clip(val * rng.uniform(0.7, 1.3), 0.1, 1),
+        )
+    return hsv(rng.uniform(0, 360), rng.uniform(0.1, 0.8), rng.uniform(0.4, 0.95))
+
+
+def _folds(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Shading of draped cloth: a few soft creases (lit side and shadow side) over gentle waves."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    c1 = hsv(rng.uniform(0, 360), rng.uniform(0.1, 0.8), rng.uniform(0.4, 0.95))
+    shade = 0.85 + 0.3 * _lowfreq(rng, h, w, 5)
+    for _ in range(int(rng.integers(0, 5))):
+        ang = rng.uniform(0, np.pi)
+        d = (xx - rng.uniform(0, w)) * np.cos(ang) + (yy - rng.uniform(0, h)) * np.sin(ang)
+        width = rng.uniform(0.02, 0.08) * max(h, w)
+        # derivative of a Gaussian ridge: bright on one flank, dark on the other
+        shade += rng.uniform(0.15, 0.45) * (d / width) * np.exp(-0.5 * (d / width) ** 2)
+    return np.clip(shade, 0.35, 1.4)
+
+
+def _bg_cloth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Textiles: plain dyed cloth, stripes, gingham, coarse sacking (burlap) or slubbed linen, with folds."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c1 = _cloth_colour(rng)
     c2 = hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.3), rng.uniform(0.8, 1.0))
-    pattern = rng.integers(0, 3)
+    pattern = int(rng.choice(5, p=[0.3, 0.2, 0.15, 0.2, 0.15]))
     period = rng.uniform(12, 60)
     ang = rng.uniform(0, np.pi)
     a = xx * np.cos(ang) + yy * np.sin(ang)
     b = -xx * np.sin(ang) + yy * np.cos(ang)
-    if pattern == 0:
-        t = np.zeros_like(xx)
-    elif pattern == 1:  # stripes
+    weave = 0.94 + 0.06 * np.sin(xx * 2.2) * np.sin(yy * 2.2)
+    if pattern == 1:  # stripes
         t = (np.sin(a * 2 * np.pi / period) > 0).astype(np.float32)
-    else:  # gingham
+    elif pattern == 2:  # gingham
         t = (
             (np.sin(a * 2 * np.pi / period) > 0).astype(np.float32) + (np.sin(b * 2 * np.pi / period) > 0)
         ) / 2
+    else:
+        t = np.zeros_like(xx)
+    if pattern == 3:  # burlap / jute: coarse threads of uneven thickness, gaps between them
+        c1 = hsv(rng.uniform(25, 45), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.8))
+        step = rng.uniform(3.0, 7.0)
+        warp = np.abs(np.sin(a * np.pi / step + 0.8 * _lowfreq(rng, h, w, 12)))
+        weft = np.abs(np.sin(b * np.pi / step + 0.8 * _lowfreq(rng, h, w, 12)))
+        check = np.sign(np.sin(a * np.pi / step)) * np.sign(np.sin(b * np.pi / step))
+        weave = 0.55 + 0.45 * np.where(check > 0, warp, weft) ** 0.6
+    elif pattern == 4:  # linen: fine weave with slubs (thick, lighter threads) along one direction
+        slub = cv2.resize(
+            rng.random((h // 2 + 1, w // 10 + 1)).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
+        )
+        slub = cv2.warpAffine(
+            slub,
+            cv2.getRotationMatrix2D((w / 2, h / 2), float(np.degrees(ang)), 1.0),
+            (w, h),
+            borderMode=cv2.BORDER_REFLECT,
+        )
+        weave = 0.9 + 0.08 * np.sin(xx * 2.6) * np.sin(yy * 2.6) + 0.07 * (slub - 0.5)
     img = c1 * (1 - t[..., None]) + c2 * t[..., None]
-    weave = 0.94 + 0.06 * np.sin(xx * 2.2) * np.sin(yy * 2.2)
-    folds = 0.8 + 0.35 * _lowfreq(rng, h, w, 5)
-    return (img * (weave * folds)[..., None]).astype(np.float32)
+    return (img * (weave * _folds(rng, h, w))[..., None]).astype(np.float32)
 
 
 def _bg_board(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -395,6 +454,10 @@ def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light
 
 
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
+    if kind == "bunch" and rng.random() < 0.55:
+        # v8: bunches also lie on cloth, wood and paper (shop photos of pods on a napkin or a sack)
+        pick = rng.choice(["cloth", "wood", "paper"], p=[0.6, 0.25, 0.15])
+        return _background(str(pick), rng, h, w, light)
     if kind in ("white", "shop", "bunch"):
         return _bg_white(rng, h, w)
     if kind == "paper":
