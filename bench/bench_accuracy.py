@@ -12,7 +12,7 @@ run through the torch-free runtime exactly as ``okra segment`` does, and report:
   files (seen as backgrounds/negatives by the default model's training data) and the
   even-numbered ones (never seen);
 * **real pods on cloth, composited** (``bench/cloth_composites.py``): the pods of the
-  white-background photographs cut out and laid on textiles drawn by that file, 6 each;
+  white-background photographs cut out and laid on textiles drawn by that file, 8 each;
   mean IoU (a stand-in for real photos on cloth, which this project does not have);
 * **real piles and plant**: the share of pixels called okra (no masks exist; look at the
   overlays written with ``--overlays DIR``);

@@ -33,7 +33,7 @@ def textile(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     dark = rng.random() < 0.35
     c1 = _hsv(
         rng.uniform(0, 360),
-        rng.uniform(0.05, 0.5),
+        rng.uniform(0.05, 0.8),
         rng.uniform(0.15, 0.45) if dark else rng.uniform(0.45, 0.95),
     )
     c2 = _hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.4), rng.uniform(0.6, 1.0))
@@ -58,7 +58,7 @@ def textile(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def composites(
-    okra_dir: Path, per_photo: int = 6, size: tuple[int, int] = (640, 480)
+    okra_dir: Path, per_photo: int = 8, size: tuple[int, int] = (640, 480)
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``[(photo stem, image (H, W, 3) uint8 RGB, truth (H, W) bool)]``; empty without ``okra_dir/masks``."""
     out: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -77,7 +77,7 @@ def composites(
         )
         for k in range(per_photo):
             rng = np.random.default_rng(7000 + 100 * i + k)
-            s = rng.uniform(0.55, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
+            s = rng.uniform(0.3, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
             M = cv2.getRotationMatrix2D((crop.shape[1] / 2, crop.shape[0] / 2), rng.uniform(-40, 40), s)
             M[:, 2] += [
                 w / 2 - crop.shape[1] / 2 + rng.uniform(-0.1, 0.1) * w,

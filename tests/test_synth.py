@@ -196,6 +196,21 @@ def test_leek_runs_from_a_dark_leaf_to_a_pale_shank() -> None:
     assert right > left + 0.15  # angle 0: the leaf end is on the left, the root end on the right
 
 
+def test_cucumbers_come_dark_and_pale() -> None:
+    """v8: pale, cream-striped cucumbers too (a real heap of them was called okra)."""
+    from okrainsight.synth.distractors import cucumber
+    from okrainsight.synth.shading import Light
+
+    light = Light(direction=np.array([0.3, -0.4, 0.87]), colour=np.ones(3, np.float32), ambient=0.35)
+    values = []
+    for seed in range(30):
+        sprite = cucumber(np.random.default_rng(seed), (100.0, 60.0), 0.3, 80.0, light, (200, 120))
+        if sprite is not None and sprite.kind == "cucumber":
+            values.append(float(np.median(sprite.rgb.max(axis=2)[sprite.cover])))
+    assert len(values) >= 10
+    assert min(values) < 0.35 and sum(v > 0.5 for v in values) >= 3
+
+
 def test_cloth_spans_dark_muted_dyes_and_coarse_weaves() -> None:
     """v8: real pods on plain dark or olive cloth were missed, so textiles cover those too."""
     from okrainsight.synth.scenes import _bg_cloth

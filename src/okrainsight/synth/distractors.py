@@ -159,13 +159,20 @@ def cucumber(
     tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.15))
     hue = rng.uniform(85, 130)
     base = hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.18, 0.45))
+    stripe = hsv(hue - 15, 0.4, rng.uniform(0.45, 0.75))
+    if not zucchini and rng.random() < 0.4:
+        # v8: pale cucumbers (Persian, Indian, pickling) with cream stripes; a real heap of them
+        # was called okra, as pale, striped, elongated and piled is what market okra looks like.
+        hue = rng.uniform(70, 100)
+        base = hsv(hue, rng.uniform(0.3, 0.6), rng.uniform(0.45, 0.75))
+        stripe = hsv(hue - rng.uniform(10, 25), rng.uniform(0.1, 0.35), rng.uniform(0.8, 0.95))
     mat = Material(
         base=base,
         tip=base * rng.uniform(0.9, 1.3),
         specular=rng.uniform(0.25, 0.6),
         shininess=rng.uniform(20, 60),
         stripes=int(rng.integers(3, 8)),
-        stripe_colour=hsv(hue - 15, 0.4, rng.uniform(0.45, 0.75)),
+        stripe_colour=stripe,
         warts=0.0 if zucchini else rng.uniform(0.3, 1.0),
         speckle=rng.uniform(0.2, 1.0),
         mottle=0.08,
