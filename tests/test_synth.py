@@ -211,6 +211,27 @@ def test_cucumbers_come_dark_and_pale() -> None:
     assert min(values) < 0.35 and sum(v > 0.5 for v in values) >= 3
 
 
+@pytest.mark.parametrize("name", ["bean", "cucumber", "leek"])
+def test_lookalike_heaps_fill_the_frame_like_okra_piles(name: str) -> None:
+    """v8: market heaps of one look-alike cover the frame edge to edge (not okra either)."""
+    from okrainsight.synth.scenes import HEAP_AREA, _heap
+    from okrainsight.synth.shading import Light
+
+    assert set(HEAP_AREA) >= {"bean", "chilli", "pea_pod", "cucumber", "gourd", "leek", "asparagus"}
+    light = Light(direction=np.array([0.3, -0.4, 0.87]), colour=np.ones(3, np.float32), ambient=0.35)
+    w, h = 128, 96
+    for seed in range(3):
+        sprites = _heap(np.random.default_rng(seed), name, (w, h), light)
+        covered = np.zeros((h, w), bool)
+        for sp in sprites:
+            assert sp.okra is None and sp.kind in (name, "zucchini")
+            ch, cw = sp.cover.shape
+            y1, x1 = min(sp.y0 + ch, h), min(sp.x0 + cw, w)
+            y0, x0 = max(sp.y0, 0), max(sp.x0, 0)
+            covered[y0:y1, x0:x1] |= sp.cover[y0 - sp.y0 : y1 - sp.y0, x0 - sp.x0 : x1 - sp.x0]
+        assert covered.mean() > 0.75, (name, seed, covered.mean())
+
+
 def test_cloth_spans_dark_muted_dyes_and_coarse_weaves() -> None:
     """v8: real pods on plain dark or olive cloth were missed, so textiles cover those too."""
     from okrainsight.synth.scenes import _bg_cloth

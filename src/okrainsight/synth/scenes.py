@@ -50,6 +50,16 @@ KINDS: dict[str, float] = {
 }
 #: Distractors that lie on tables and boards (flowers and vines belong to the plant scenes).
 SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_pepper", "leaf")
+#: Rough area of one look-alike, in units of scale squared, for heaps that cover the frame.
+HEAP_AREA = {
+    "bean": 0.06,
+    "chilli": 0.1,
+    "pea_pod": 0.1,
+    "cucumber": 0.45,
+    "gourd": 0.3,
+    "leek": 0.2,
+    "asparagus": 0.06,
+}
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
@@ -424,6 +434,20 @@ def _distractors(
     return out
 
 
+def _heap(rng: np.random.Generator, name: str, size: tuple[int, int], light: Light) -> list[Sprite]:
+    """v8: a market heap of one look-alike ``name`` (a key of :data:`HEAP_AREA`) that covers the
+    frame 2 to 3 times over, edge to edge, as okra piles do: a real heap of cucumbers was
+    called okra, and dense and elongated is not okra either. Sizes log-uniform, 0.2-0.8 of the
+    short side."""
+    w, h = size
+    scale = min(w, h) * float(np.exp(rng.uniform(np.log(0.2), np.log(0.8))))
+    cover = rng.uniform(2.0, 3.0)
+    # small look-alikes (beans) need many sprites; keep them at most 150 by a larger size
+    scale = max(scale, float(np.sqrt(cover * w * h / (HEAP_AREA[name] * 150))))
+    n = int(np.clip(cover * w * h / (HEAP_AREA[name] * scale * scale), 8, 150))
+    return _distractors(rng, n, scale, size, light, (name,))
+
+
 def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light: Light) -> list[Sprite]:
     """Leafy greens without okra: a bunch of leaves on stalks fanning out from one point
     (spinach, kale), or a loose heap of leaves filling much of the frame (salad, loose spinach)."""
@@ -697,9 +721,14 @@ def render_scene(
             sprites = _greens(rng, scale, (w, h), light)
         elif pick < 0.65:  # a pile of one look-alike, as in market photos of beans or chillies
             one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd", "leek", "asparagus"]))
-            counts = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18), "asparagus": (5, 16)}
-            count = counts.get(one, (3, 9))
-            sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
+            if rng.random() < 0.5:
+                if background is None:
+                    bg = _bg_basket(rng, h, w) if rng.random() < 0.5 else _bg_cloth(rng, h, w)
+                sprites = _heap(rng, one, (w, h), light)
+            else:
+                counts = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18), "asparagus": (5, 16)}
+                count = counts.get(one, (3, 9))
+                sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
         else:
             sprites = _distractors(rng, int(rng.integers(1, 8)), scale, (w, h), light, names)
 
