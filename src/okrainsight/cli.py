@@ -458,6 +458,12 @@ def synth_cmd(
         None, "--kinds", help="Comma-separated scene kinds, e.g. white,pile,plant,negative (default: a mix)."
     ),
     include_stem: bool = typer.Option(False, "--include-stem", help="Put the stem in the mask too."),
+    pods: Path | None = typer.Option(
+        None, "--pods", help="Labelled real photos (images/ + masks/) whose pods are pasted into scenes."
+    ),
+    pod_fraction: float = typer.Option(
+        0.25, "--pod-fraction", min=0.0, max=1.0, help="Share of images with pasted real pods (--pods)."
+    ),
 ) -> None:
     """Render synthetic okra scenes with exact masks (training data, tests, demos).
 
@@ -465,6 +471,8 @@ def synth_cmd(
     and look-alikes that are not okra (beans, chillies, cucumbers, pea pods, gourds, leaves).
 
     Example:  okra synth data/synth --n 2000 --seed 0 --size 512x384 --negatives photos/greens
+
+    Real pods too (a folder okra label wrote):  okra synth data/mix --n 2000 --pods data/labelled
     """
     from okrainsight.synth import render_dataset
 
@@ -481,6 +489,8 @@ def synth_cmd(
         negative_fraction=negative_fraction,
         kinds=kind_list,
         include_stem=include_stem,
+        pods=pods,
+        pod_fraction=pod_fraction,
     )
     console.print(f"{n} images rendered in {path}", markup=False)
 

@@ -6,6 +6,7 @@ Layout written into ``OUT`` (see :mod:`okrainsight.dataset`)::
     masks/<stem>.png         0/255 okra mask
     instances/<stem>.png     16-bit PNG, 0 = background, i = pod i of the manifest record
     manifest.jsonl           one record per image: stem, source "synth", seed, kind, size, pods, renderer
+                             (kind "cutout": real pods pasted from ``--pods``, named in pods[].cutout)
     prompts.json             two positive points on the largest visible pod's axis per image with okra
     labels.csv               stem,grade (tender|tough) for images holding exactly one pod
 
@@ -38,6 +39,7 @@ from okrainsight.imageio import (
     iter_image_files,
     read_image,
 )
+from okrainsight.synth.cutouts import Cutout, load_cutouts, render_cutout_scene
 from okrainsight.synth.scenes import KINDS, RENDERER_VERSION, _photo_background, render_scene
 
 log = logging.getLogger(__name__)
@@ -100,26 +102,32 @@ def _negative_from_photo(photo: np.ndarray, rng: np.random.Generator, size: tupl
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(backgrounds: list[np.ndarray], negatives: list[np.ndarray]) -> None:
+def _init_worker(backgrounds: list[np.ndarray], negatives: list[np.ndarray], cutouts: list[Cutout]) -> None:
     cv2.setNumThreads(1)
     _WORKER["backgrounds"] = backgrounds
     _WORKER["negatives"] = negatives
+    _WORKER["cutouts"] = cutouts
 
 
 def _render_one(
-    job: tuple[int, int, tuple[int, int], float, tuple[str, ...] | None, bool, float],
+    job: tuple[int, int, tuple[int, int], float, tuple[str, ...] | None, bool, float, float],
     backgrounds: list[np.ndarray] | None = None,
     negatives: list[np.ndarray] | None = None,
+    cutouts: list[Cutout] | None = None,
 ) -> dict[str, Any]:
     """Render image ``index`` and encode its files. In a pool worker the photos come from the
     worker state :func:`_init_worker` set; a serial caller passes them (no module state touched)."""
-    index, seed, size, neg_fraction, kinds, include_stem, bg_fraction = job
+    index, seed, size, neg_fraction, kinds, include_stem, bg_fraction, pod_fraction = job
     s = image_seed(seed, index)
     rng = np.random.default_rng([s, 1])
     if backgrounds is None:
         backgrounds = _WORKER.get("backgrounds", [])
     if negatives is None:
         negatives = _WORKER.get("negatives", [])
+    if cutouts is None:
+        cutouts = _WORKER.get("cutouts", [])
+    # drawn from its own stream, so that adding --pods leaves the other images as they were
+    use_cutout = bool(cutouts) and np.random.default_rng([s, 2]).random() < pod_fraction
     kind: str | None = None
     if kinds:
         kind = kinds[int(rng.integers(0, len(kinds)))]
@@ -131,6 +139,20 @@ def _render_one(
         instances = np.zeros((h, w), np.uint16)
         pods: list[dict] = []
         kind_out = "real-negative"
+    elif use_cutout:
+        background = (
+            backgrounds[int(rng.integers(0, len(backgrounds)))]
+            if backgrounds and rng.random() < bg_fraction
+            else None
+        )
+        scene = render_cutout_scene(s, size, cutouts, background=background)
+        image, mask, instances, pods, kind_out = (
+            scene.image,
+            scene.mask,
+            scene.instances,
+            scene.pods,
+            scene.kind,
+        )
     else:
         background = None
         if backgrounds and rng.random() < bg_fraction and kind not in ("white", "shop", "bunch"):
@@ -188,6 +210,8 @@ def render_dataset(
     background_fraction: float = 0.5,
     kinds: Sequence[str] | None = None,
     include_stem: bool = False,
+    pods: str | os.PathLike[str] | None = None,
+    pod_fraction: float = 0.25,
     progress: bool = True,
 ) -> Path:
     """Render ``n`` scenes into the data set folder ``out``; return its path.
@@ -202,6 +226,9 @@ def render_dataset(
             (``negative_fraction`` of the images).
         kinds: restrict to these scene kinds (see :data:`okrainsight.synth.scenes.KINDS`).
         include_stem: put the stem in the mask too.
+        pods: folder of labelled real photographs (``images/`` + ``masks/``) whose okra pixels
+            are cut out and pasted into ``pod_fraction`` of the images
+            (:mod:`okrainsight.synth.cutouts`; manifest kind ``cutout``).
         progress: show a progress bar on stderr.
     """
     if n < 0:
@@ -214,6 +241,9 @@ def render_dataset(
             raise ConfigError(f"unknown scene kind(s) {', '.join(bad)}; choose from {', '.join(KINDS)}")
     bgs, _ = load_photos(backgrounds, "backgrounds") if backgrounds is not None else ([], [])
     negs, _ = load_photos(negatives, "negatives") if negatives is not None else ([], [])
+    if not 0.0 <= pod_fraction <= 1.0:
+        raise ConfigError(f"--pod-fraction must be between 0 and 1, got {pod_fraction}")
+    cutouts = load_cutouts(pods) if pods is not None else []
     layout = DatasetLayout(out)
     layout.images_dir.mkdir(parents=True, exist_ok=True)
     layout.masks_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +274,7 @@ def render_dataset(
             job_kinds,
             include_stem,
             float(background_fraction),
+            float(pod_fraction),
         )
         for i in todo
     ]
@@ -276,14 +307,14 @@ def render_dataset(
     try:
         if nworkers == 1 or len(jobs) <= 1:
             for job in jobs:
-                write(_render_one(job, bgs, negs))
+                write(_render_one(job, bgs, negs, cutouts))
         else:
             # Fresh worker processes (forkserver/spawn), not fork: forking a process whose OpenCV
             # thread pool has run (loading the photos) can deadlock the children.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ProcessPoolExecutor(
-                nworkers, mp_context=ctx, initializer=_init_worker, initargs=(bgs, negs)
+                nworkers, mp_context=ctx, initializer=_init_worker, initargs=(bgs, negs, cutouts)
             ) as pool:
                 for res in pool.map(
                     _render_one, jobs, chunksize=max(1, min(8, len(jobs) // (nworkers * 4) or 1))
@@ -308,7 +339,7 @@ def _write_prompts_and_labels(
         p = _prompt_for(pods)
         if p is not None:
             prompts[stem] = p
-        if len(pods) == 1:
+        if len(pods) == 1 and "tender" in pods[0]:  # a pasted real pod has no known grade
             rows.append((stem, "tender" if pods[0]["tender"] else "tough"))
     save_prompts(layout.prompts_path, prompts)
     buf = io.StringIO()
