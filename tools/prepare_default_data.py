@@ -79,6 +79,13 @@ def main() -> int:
     ap.add_argument("--size", default="384x288")
     ap.add_argument("--negatives", type=Path, default=Path("../shared/data/real-negatives"))
     ap.add_argument("--negative-fraction", type=float, default=0.12)
+    ap.add_argument(
+        "--pods",
+        type=Path,
+        default=None,
+        help="labelled real photographs (images/ + masks/) to paste pods from (okra synth --pods)",
+    )
+    ap.add_argument("--pod-fraction", type=float, default=0.2)
     args = ap.parse_args()
 
     bgs = args.out.parent / (args.out.name + "-backgrounds")
@@ -88,9 +95,13 @@ def main() -> int:
            "--n", str(args.n), "--seed", str(args.seed), "--size", args.size,
            "--backgrounds", str(bgs), "--negatives", str(bgs),
            "--negative-fraction", str(args.negative_fraction)]  # fmt: skip
+    if args.pods is not None:
+        cmd += ["--pods", str(args.pods), "--pod-fraction", str(args.pod_fraction)]
     print(" ".join(cmd))
     rc = subprocess.call(cmd)
     recipe = {"command": cmd, "skimage_samples": samples, "real_negatives_used": real}
+    if args.pods is not None:
+        recipe["real_pods_from"] = sorted(p.stem for p in (args.pods / "masks").glob("*.png"))
     (args.out / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
     return rc
 
