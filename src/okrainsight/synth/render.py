@@ -139,27 +139,18 @@ def _render_one(
         instances = np.zeros((h, w), np.uint16)
         pods: list[dict] = []
         kind_out = "real-negative"
-    elif use_cutout:
-        background = (
-            backgrounds[int(rng.integers(0, len(backgrounds)))]
-            if backgrounds and rng.random() < bg_fraction
-            else None
-        )
-        scene = render_cutout_scene(s, size, cutouts, background=background)
-        image, mask, instances, pods, kind_out = (
-            scene.image,
-            scene.mask,
-            scene.instances,
-            scene.pods,
-            scene.kind,
-        )
     else:
         background = None
-        if backgrounds and rng.random() < bg_fraction and kind not in ("white", "shop", "bunch"):
-            background = backgrounds[int(rng.integers(0, len(backgrounds)))]
-            if kind is None:
-                kind = "photo" if rng.random() < 0.8 else "negative"
-        scene = render_scene(s, size, kind, include_stem=include_stem, background=background)
+        if use_cutout:
+            if backgrounds and rng.random() < bg_fraction:
+                background = backgrounds[int(rng.integers(0, len(backgrounds)))]
+            scene = render_cutout_scene(s, size, cutouts, background=background)
+        else:
+            if backgrounds and rng.random() < bg_fraction and kind not in ("white", "shop", "bunch"):
+                background = backgrounds[int(rng.integers(0, len(backgrounds)))]
+                if kind is None:
+                    kind = "photo" if rng.random() < 0.8 else "negative"
+            scene = render_scene(s, size, kind, include_stem=include_stem, background=background)
         image, mask, instances, pods, kind_out = (
             scene.image,
             scene.mask,
