@@ -77,7 +77,11 @@ def test_bad_pods_folders_are_refused_or_skipped(tmp_path: Path, caplog: pytest.
         cutouts = load_cutouts(lab)
     assert [c.source for c in cutouts] == ["photo_0"]
     text = caplog.text
-    assert "broken.jpg" in text and "unlabelled.png: no mask for this image" in text and "the mask is empty" in text
+    assert (
+        "broken.jpg" in text
+        and "unlabelled.png: no mask for this image" in text
+        and "the mask is empty" in text
+    )
     only_bad = tmp_path / "bad"
     (only_bad / "images").mkdir(parents=True)
     (only_bad / "images" / "x.jpg").write_bytes(b"junk")
@@ -109,3 +113,20 @@ def test_synth_with_pods_writes_cutout_scenes(tmp_path: Path) -> None:
             assert (out / "masks" / f"{r['stem']}.png").read_bytes() == (
                 plain / "masks" / f"{r['stem']}.png"
             ).read_bytes()
+
+
+def test_decoys_of_real_photos_are_never_okra(tmp_path: Path) -> None:
+    cutouts = load_cutouts(labelled_folder(tmp_path / "lab"))
+    cyan = np.zeros((80, 120, 3), np.uint8)
+    cyan[..., 1:] = 255  # a "photo without okra" no renderer colour comes near
+    seen = 0
+    for seed in range(8):
+        scene = render_cutout_scene(seed, (160, 120), cutouts, decoys=[cyan])
+        r, g, b = (scene.image[..., k].astype(int) for k in range(3))
+        is_cyan = (g - r > 120) & (b - r > 120)
+        inner = cv2.erode(is_cyan.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        seen += int(inner.sum())
+        assert not (scene.mask > 0)[inner].any()
+        assert scene.distractor_mask[inner].mean() > 0.95
+        assert np.array_equal(scene.mask > 0, scene.instances > 0)
+    assert seen > 500

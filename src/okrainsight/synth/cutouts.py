@@ -27,7 +27,7 @@ from okrainsight.errors import ConfigError, ImageReadError
 from okrainsight.imageio import iter_image_files, read_image, read_mask
 from okrainsight.synth.camera import apply_camera
 from okrainsight.synth.scenes import Scene, render_scene
-from okrainsight.synth.shading import random_light
+from okrainsight.synth.shading import Light, random_light
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,53 @@ def load_cutouts(folder: str | os.PathLike[str]) -> list[Cutout]:
     return out
 
 
+def _paste(
+    canvas: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, rng: np.random.Generator, light: Light
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lay ``rgb`` (``(h, w, 3)`` float 0..1, coverage ``alpha``) on ``canvas`` (``(H, W, 3)`` float):
+    25-100% of the frame, any angle, mirrored half the time, re-lit, with a soft shadow.
+    Returns the new canvas and the ``(H, W)`` bool pixels it now covers (alpha >= 0.5)."""
+    h, w = canvas.shape[:2]
+    if rng.random() < 0.5:
+        rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
+    ch, cw = alpha.shape
+    scale = rng.uniform(0.25, 1.0) * min(w / cw, h / ch)
+    turn = cv2.getRotationMatrix2D((cw / 2, ch / 2), float(rng.uniform(-180, 180)), float(scale))
+    turn[:, 2] += [rng.uniform(0.2, 0.8) * w - cw / 2, rng.uniform(0.2, 0.8) * h - ch / 2]
+    obj = cv2.warpAffine(np.ascontiguousarray(rgb), turn, (w, h), flags=cv2.INTER_LINEAR)
+    cover = cv2.warpAffine(np.ascontiguousarray(alpha), turn, (w, h), flags=cv2.INTER_LINEAR)
+    obj = np.clip(obj * rng.uniform(0.6, 1.15) * (1 + rng.normal(0, 0.04, 3)) * light.colour, 0, 1)
+    offset = light.direction[:2] / max(float(light.direction[2]), 0.3) * rng.uniform(2, 8)
+    shift = np.float32([[1, 0, -offset[0]], [0, 1, offset[1]]])
+    shadow = cv2.GaussianBlur(cv2.warpAffine(cover, shift, (w, h)), (0, 0), float(rng.uniform(3, 7)))
+    soft = cv2.GaussianBlur(cover, (0, 0), 0.7)[..., None]
+    canvas = canvas * (1 - rng.uniform(0.2, 0.5) * shadow)[..., None]
+    return canvas * (1 - soft) + obj * soft, cover >= 0.5
+
+
+def _decoy_patch(photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An elongated, soft-edged oval cut from near the middle of a real photograph without okra
+    (``(H, W, 3)`` uint8), as ``(rgb float 0..1, alpha)``: real texture that is not okra."""
+    H, W = photo.shape[:2]
+    side = max(8, int(rng.uniform(0.3, 0.8) * min(H, W)))
+    cx = int(np.clip(W / 2 + rng.uniform(-0.25, 0.25) * W, side // 2, W - side // 2))
+    cy = int(np.clip(H / 2 + rng.uniform(-0.25, 0.25) * H, side // 2, H - side // 2))
+    crop = photo[cy - side // 2 : cy - side // 2 + side, cx - side // 2 : cx - side // 2 + side]
+    alpha = np.zeros(crop.shape[:2], np.float32)
+    aspect = rng.uniform(1.5, 5.0)
+    cv2.ellipse(
+        alpha, (side // 2, side // 2), (side // 2 - 1, max(2, int(side / 2 / aspect))), 0, 0, 360, 1.0, -1
+    )
+    return crop.astype(np.float32) / 255, cv2.GaussianBlur(alpha, (0, 0), 1.0)
+
+
 def render_cutout_scene(
-    seed: int, size: tuple[int, int], cutouts: list[Cutout], *, background: np.ndarray | None = None
+    seed: int,
+    size: tuple[int, int],
+    cutouts: list[Cutout],
+    *,
+    background: np.ndarray | None = None,
+    decoys: list[np.ndarray] | None = None,
 ) -> Scene:
     """A rendered backdrop with one or two real cut-outs pasted on top, deterministically from ``seed``.
 
@@ -113,6 +158,10 @@ def render_cutout_scene(
     cut-outs leave them visible), or of ``background`` (a real photograph) when given. Each
     cut-out spans 25-100% of the frame, is turned by any angle, mirrored half the time, and
     re-lit (brightness 0.6-1.15, a slight colour cast); a soft shadow falls beside it.
+    ``decoys`` (real photographs without okra, ``(H, W, 3)`` uint8) add one to three elongated
+    ovals of real texture pasted the same way and never okra, so that "pasted real pixels" is
+    not a sign of okra: without them, models trained on cut-out scenes called more real
+    vegetables okra (``docs/synth.md``).
 
     Returns:
         A :class:`Scene` of kind ``"cutout"``: ``mask`` 255 on okra pixels (pasted and rendered),
@@ -134,30 +183,26 @@ def render_cutout_scene(
     instances = base.instances.astype(np.int32)
     pods = [dict(p) for p in base.pods]
     light = random_light(rng)
-    for _ in range(int(rng.integers(1, 3))):
-        cut = cutouts[int(rng.integers(len(cutouts)))]
-        rgb, alpha = cut.rgb, cut.alpha
-        if rng.random() < 0.5:
-            rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
-        ch, cw = alpha.shape
-        scale = rng.uniform(0.25, 1.0) * min(w / cw, h / ch)
-        turn = cv2.getRotationMatrix2D((cw / 2, ch / 2), float(rng.uniform(-180, 180)), float(scale))
-        turn[:, 2] += [rng.uniform(0.2, 0.8) * w - cw / 2, rng.uniform(0.2, 0.8) * h - ch / 2]
-        pod = cv2.warpAffine(np.ascontiguousarray(rgb), turn, (w, h), flags=cv2.INTER_LINEAR)
-        cover = cv2.warpAffine(np.ascontiguousarray(alpha), turn, (w, h), flags=cv2.INTER_LINEAR)
-        pod = np.clip(pod * rng.uniform(0.6, 1.15) * (1 + rng.normal(0, 0.04, 3)) * light.colour, 0, 1)
-        offset = light.direction[:2] / max(float(light.direction[2]), 0.3) * rng.uniform(2, 8)
-        shift = np.float32([[1, 0, -offset[0]], [0, 1, offset[1]]])
-        shadow = cv2.GaussianBlur(cv2.warpAffine(cover, shift, (w, h)), (0, 0), float(rng.uniform(3, 7)))
-        soft = cv2.GaussianBlur(cover, (0, 0), 0.7)[..., None]
-        canvas = canvas * (1 - rng.uniform(0.2, 0.5) * shadow)[..., None]
-        canvas = canvas * (1 - soft) + pod * soft
-        hard = cover >= 0.5
+    decoy_px = np.zeros((h, w), bool)
+    items: list[Cutout | np.ndarray] = [
+        cutouts[int(rng.integers(len(cutouts)))] for _ in range(int(rng.integers(1, 3)))
+    ]
+    if decoys:
+        items += [decoys[int(rng.integers(len(decoys)))] for _ in range(int(rng.integers(1, 4)))]
+    for k in rng.permutation(len(items)):
+        item = items[int(k)]
+        rgb, alpha = (item.rgb, item.alpha) if isinstance(item, Cutout) else _decoy_patch(item, rng)
+        canvas, hard = _paste(canvas, rgb, alpha, rng, light)
         if not hard.any():
             continue
+        if not isinstance(item, Cutout):  # a real look-alike patch: never okra, hides what is under it
+            instances[hard] = 0
+            decoy_px |= hard
+            continue
+        decoy_px &= ~hard
         raw = -1 - sum(1 for p in pods if "cutout" in p)  # provisional id of this cut-out
         instances[hard] = raw
-        pods.append({"cutout": cut.source, "_raw": raw})
+        pods.append({"cutout": item.source, "_raw": raw})
     image = apply_camera(canvas.astype(np.float32), rng, strength=0.5)  # the backdrop had one already
     # Renumber: rendered pods where still visible, then the cut-outs, 1, 2, ...
     out_inst = np.zeros((h, w), np.uint16)
@@ -184,6 +229,6 @@ def render_cutout_scene(
         instances=out_inst,
         pods=kept,
         kind="cutout",
-        distractor_mask=base.distractor_mask & (out_inst == 0) & ~(mask > 0),
+        distractor_mask=(base.distractor_mask | decoy_px) & (out_inst == 0),
         seed=int(seed),
     )

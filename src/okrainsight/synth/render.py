@@ -144,7 +144,7 @@ def _render_one(
         if use_cutout:
             if backgrounds and rng.random() < bg_fraction:
                 background = backgrounds[int(rng.integers(0, len(backgrounds)))]
-            scene = render_cutout_scene(s, size, cutouts, background=background)
+            scene = render_cutout_scene(s, size, cutouts, background=background, decoys=negatives or None)
         else:
             if backgrounds and rng.random() < bg_fraction and kind not in ("white", "shop", "bunch"):
                 background = backgrounds[int(rng.integers(0, len(backgrounds)))]
