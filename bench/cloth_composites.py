@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from okrainsight.imageio import read_image, read_mask
+from okrainsight.synth.cutouts import load_cutouts
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -62,19 +62,11 @@ def composites(
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``[(photo stem, image (H, W, 3) uint8 RGB, truth (H, W) bool)]``; empty without ``okra_dir/masks``."""
     out: list[tuple[str, np.ndarray, np.ndarray]] = []
-    masks = sorted((okra_dir / "masks").glob("*.png")) if (okra_dir / "masks").is_dir() else []
+    if not (okra_dir / "masks").is_dir():
+        return out
     w, h = size
-    for i, mask_path in enumerate(masks):
-        photo = next((okra_dir / "images").glob(mask_path.stem + ".*"), None)
-        if photo is None:
-            continue
-        img = read_image(photo).astype(np.float32) / 255
-        m = read_mask(mask_path) > 0
-        ys, xs = np.nonzero(m)
-        crop = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        alpha = cv2.erode(
-            m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32), np.ones((3, 3), np.uint8)
-        )
+    for i, cut in enumerate(load_cutouts(okra_dir, max_side=None)):  # photos without a mask: skipped
+        crop, alpha = cut.rgb, cut.alpha
         for k in range(per_photo):
             rng = np.random.default_rng(7000 + 100 * i + k)
             s = rng.uniform(0.3, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
@@ -88,5 +80,5 @@ def composites(
             shadow = cv2.GaussianBlur(np.roll(a, (5, 5), (0, 1)), (0, 0), 6)
             soft = cv2.GaussianBlur(a, (0, 0), 0.7)[..., None]
             comp = textile(rng, h, w) * (1 - 0.4 * shadow)[..., None] * (1 - soft) + pod * soft
-            out.append((mask_path.stem, (np.clip(comp, 0, 1) * 255).round().astype(np.uint8), a > 0.5))
+            out.append((cut.source, (np.clip(comp, 0, 1) * 255).round().astype(np.uint8), a > 0.5))
     return out

@@ -154,17 +154,18 @@ def make_config(
         cfg.input_size = _size(cfg.input_size)
         cfg.mean = tuple(float(v) for v in cfg.mean)  # type: ignore[assignment]
         cfg.std = tuple(float(v) for v in cfg.std)  # type: ignore[assignment]
-        if isinstance(cfg.negatives, str):
-            cfg.negatives = [cfg.negatives]
-        cfg.negatives = [str(n) for n in cfg.negatives]
-        if isinstance(cfg.freeze, str):
-            cfg.freeze = [cfg.freeze]
-        cfg.freeze = [str(n) for n in cfg.freeze]
+        cfg.negatives = _str_list(cfg.negatives)
+        cfg.freeze = _str_list(cfg.freeze)
         AugmentConfig(**cfg.augment)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{src}: invalid option value ({exc})") from exc
     _validate(cfg, src)
     return cfg
+
+
+def _str_list(value: Any) -> list[str]:
+    """A YAML/CLI value that may be one string or a list of them, as a list of strings."""
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _size(value: Any) -> tuple[int, int]:
@@ -260,6 +261,11 @@ class OkraDataModule(L.LightningDataModule):
         return self._loader(self.val_set, False)
 
 
+def _batchnorms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every batch-norm layer of ``model`` (1-D, 2-D, 3-D and synchronised)."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def freeze_parameters(model: torch.nn.Module, prefixes: list[str], batchnorm: bool = False) -> int:
     """Stop gradients to parameters named ``prefix`` or ``prefix.*`` (and batch norms' with ``batchnorm``).
 
@@ -275,10 +281,9 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str], batchnorm: bo
         for n in hit:
             named[n].requires_grad_(False)
     if batchnorm:
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                for p in m.parameters():
-                    p.requires_grad_(False)
+        for m in _batchnorms(model):
+            for p in m.parameters():
+                p.requires_grad_(False)
     left = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if left == 0:
         raise ConfigError("freeze: every parameter of the model is frozen; nothing would train")
@@ -318,9 +323,8 @@ class SegmentationModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """With ``freeze_batchnorm``, batch-norm layers go to eval mode (Lightning keeps modes as set)."""
         if self.hparams.get("freeze_batchnorm"):
-            for m in self.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            for m in _batchnorms(self.model):
+                m.eval()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]

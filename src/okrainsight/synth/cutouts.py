@@ -53,8 +53,9 @@ class Cutout:
     source: str
 
 
-def load_cutouts(folder: str | os.PathLike[str]) -> list[Cutout]:
-    """One :class:`Cutout` per image of ``folder/images`` that has a non-empty ``masks/<stem>.png``.
+def load_cutouts(folder: str | os.PathLike[str], max_side: int | None = CUTOUT_MAX_SIDE) -> list[Cutout]:
+    """One :class:`Cutout` per image of ``folder/images`` that has a non-empty ``masks/<stem>.png``,
+    reduced to ``max_side`` px at most (None keeps the photo's resolution).
 
     An image that cannot be read, or whose mask is missing, unreadable, empty or of another
     size, is skipped with one warning line naming the file. Raises :class:`ConfigError` when the
@@ -89,7 +90,7 @@ def load_cutouts(folder: str | os.PathLike[str]) -> list[Cutout]:
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         rgb = image[y0:y1, x0:x1].astype(np.float32) / 255
         alpha = cv2.erode(mask[y0:y1, x0:x1].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
-        scale = CUTOUT_MAX_SIDE / max(rgb.shape[:2])
+        scale = max_side / max(rgb.shape[:2]) if max_side else 1.0
         if scale < 1:
             dsize = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
             rgb = cv2.resize(rgb, dsize, interpolation=cv2.INTER_AREA)
@@ -200,7 +201,7 @@ def render_cutout_scene(
             decoy_px |= hard
             continue
         decoy_px &= ~hard
-        raw = -1 - sum(1 for p in pods if "cutout" in p)  # provisional id of this cut-out
+        raw = -1 - len(pods)  # provisional id of this cut-out: negative, unlike the rendered pods'
         instances[hard] = raw
         pods.append({"cutout": item.source, "_raw": raw})
     image = apply_camera(canvas.astype(np.float32), rng, strength=0.5)  # the backdrop had one already

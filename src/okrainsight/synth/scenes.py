@@ -720,10 +720,10 @@ def render_scene(
                 bg = _bg_white(rng, h, w)
             sprites = _greens(rng, scale, (w, h), light)
         elif pick < 0.65:  # a pile of one look-alike, as in market photos of beans or chillies
-            one = str(rng.choice(["bean", "chilli", "pea_pod", "cucumber", "gourd", "leek", "asparagus"]))
+            one = str(rng.choice(list(HEAP_AREA)))
             if rng.random() < 0.5:
                 if background is None:
-                    bg = _bg_basket(rng, h, w) if rng.random() < 0.5 else _bg_cloth(rng, h, w)
+                    bg = _background("pile", rng, h, w, light)
                 sprites = _heap(rng, one, (w, h), light)
             else:
                 counts = {"bean": (10, 40), "chilli": (6, 24), "pea_pod": (5, 18), "asparagus": (5, 16)}

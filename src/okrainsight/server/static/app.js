@@ -122,25 +122,13 @@
       if (labels[i]) continue;
       // flood fill one region (8-connected)
       const id = pods.length + 1;
-      let top = 0, area = 0, x0 = x, x1 = x, y0 = y, y1 = y, sx = 0, sy = 0;
-      stack[top++] = i; labels[i] = id;
-      while (top) {
-        const j = stack[--top];
+      let area = 0, x0 = x, x1 = x, y0 = y, y1 = y, sx = 0, sy = 0;
+      OkraGrade.fillRegion(mask, labels, stack, W, H, i, id, (j) => {
         area++;
         const jx = j % W, jy = (j - jx) / W;
         sx += jx; sy += jy;
         if (jx < x0) x0 = jx; if (jx > x1) x1 = jx; if (jy < y0) y0 = jy; if (jy > y1) y1 = jy;
-        for (let dy = -1; dy <= 1; dy++) {
-          const ny = jy + dy;
-          if (ny < 0 || ny >= H) continue;
-          for (let dx = -1; dx <= 1; dx++) {
-            const nx = jx + dx;
-            if (nx < 0 || nx >= W) continue;
-            const k = ny * W + nx;
-            if (mask[k] && !labels[k]) { labels[k] = id; stack[top++] = k; }
-          }
-        }
-      }
+      });
       pods.push({ id, area, bbox: [x0, y0, x1 + 1, y1 + 1], cx: sx / area, cy: sy / area });
     }
     // The overlay canvas has the model's size; CSS stretches it over the video (as the model saw it).

@@ -279,6 +279,28 @@
     return 'ok';
   }
 
+  // Label the 8-connected region of nonzero `mask` (width*height) that holds pixel `start` with `id`
+  // in `labels`, using `stack` (Int32Array of width*height) as work space; visit(j) once per pixel.
+  function fillRegion(mask, labels, stack, width, height, start, id, visit) {
+    let top = 0;
+    stack[top++] = start; labels[start] = id;
+    while (top) {
+      const j = stack[--top];
+      visit(j);
+      const jx = j % width, jy = (j - jx) / width;
+      for (let dy = -1; dy <= 1; dy++) {
+        const ny = jy + dy;
+        if (ny < 0 || ny >= height) continue;
+        for (let dx = -1; dx <= 1; dx++) {
+          const nx = jx + dx;
+          if (nx < 0 || nx >= width) continue;
+          const k = ny * width + nx;
+          if (mask[k] && !labels[k]) { labels[k] = id; stack[top++] = k; }
+        }
+      }
+    }
+  }
+
   // Hysteresis, as okrainsight.hysteresis.okra_mask: keep the 8-connected regions of `mask` (H*W, nonzero
   // = okra at the card's threshold) holding a pixel with probability >= seed. -> new H*W Uint8Array 0/255.
   function keepSeeded(mask, prob, width, height, seed) {
@@ -287,31 +309,15 @@
     const seeded = [false];
     for (let i = 0; i < n; i++) {
       if (!mask[i] || lab[i]) continue;
-      const id = seeded.length;
-      let top = 0, hit = false;
-      stack[top++] = i; lab[i] = id;
-      while (top) {
-        const j = stack[--top];
-        if (prob[j] >= seed) hit = true;
-        const jx = j % width, jy = (j - jx) / width;
-        for (let dy = -1; dy <= 1; dy++) {
-          const ny = jy + dy;
-          if (ny < 0 || ny >= height) continue;
-          for (let dx = -1; dx <= 1; dx++) {
-            const nx = jx + dx;
-            if (nx < 0 || nx >= width) continue;
-            const k = ny * width + nx;
-            if (mask[k] && !lab[k]) { lab[k] = id; stack[top++] = k; }
-          }
-        }
-      }
+      let hit = false;
+      fillRegion(mask, lab, stack, width, height, i, seeded.length, (j) => { if (prob[j] >= seed) hit = true; });
       seeded.push(hit);
     }
     for (let i = 0; i < n; i++) if (lab[i] && seeded[lab[i]]) out[i] = 255;
     return out;
   }
 
-  const api = { CNN_W, CNN_H, cnnInput, podShape, gateReason, principalAngle, keepSeeded };
+  const api = { CNN_W, CNN_H, cnnInput, podShape, gateReason, principalAngle, fillRegion, keepSeeded };
   if (typeof module === 'object' && module.exports) module.exports = api;
   else root.OkraGrade = api;
 })(typeof self !== 'undefined' ? self : this);
