@@ -410,3 +410,50 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "spaceship" in capsys.readouterr().err
     manifest = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     assert all(json.loads(line)["size"] == [96, 64] for line in manifest)
+
+
+def test_produce_scenes_frame_one_lookalike_whole_without_okra() -> None:
+    """v9: shop photos of a leek, a spinach mound or bunch on white were called okra; ``produce``
+    scenes show one look-alike framed whole near the middle, mostly on white, never as okra."""
+    whites = 0
+    for seed in range(16):
+        s = render_scene(seed, SIZE, "produce")
+        assert s.kind == "produce" and not s.mask.any() and s.pods == []
+        d = s.distractor_mask
+        assert 0.03 < d.mean() < 0.8, (seed, d.mean())
+        ys, xs = np.nonzero(d)
+        # framed near the middle: the look-alike's centroid sits in the central half of the frame
+        assert abs(xs.mean() / SIZE[0] - 0.5) < 0.25 and abs(ys.mean() / SIZE[1] - 0.5) < 0.25, seed
+        corners = np.concatenate([s.image[:6, :6].reshape(-1, 3), s.image[-6:, -6:].reshape(-1, 3)])
+        whites += bool(corners.min(axis=1).mean() > 200)
+    assert whites >= 8
+
+
+def test_leek_plant_fans_flat_leaves_from_a_pale_rooted_shank() -> None:
+    """v9: a whole leek is a pale shank with a root tuft, splitting into 3-7 diverging leaves."""
+    from okrainsight.synth.distractors import leek_plant
+    from okrainsight.synth.shading import Light
+
+    light = Light(direction=np.array([0.3, -0.4, 0.87]), colour=np.ones(3, np.float32), ambient=0.35)
+    for seed in range(4):
+        sprites = leek_plant(np.random.default_rng(seed), (160.0, 120.0), 0.0, 200.0, light, (320, 240))
+        kinds = [sp.kind for sp in sprites]
+        assert all(sp.okra is None for sp in sprites)
+        assert 4 <= kinds.count("leek") <= 8 and kinds.count("roots") >= 8
+        leaves, shank = (
+            [sp for sp in sprites if sp.kind == "leek"][:-1],
+            [sp for sp in sprites if sp.kind == "leek"][-1],
+        )
+        # angle 0: leaves reach right of the junction, the shank and roots lie to its left
+        assert all(sp.x0 + sp.cover.shape[1] > 200 for sp in leaves)
+        assert shank.x0 < 130
+        assert all(sp.x0 < 160 for sp in sprites if sp.kind == "roots")
+
+        # the shank is paler than the leaves
+        def mean_value(sp):
+            return float(sp.rgb[sp.cover].max(axis=1).mean())
+
+        assert mean_value(shank) > np.mean([mean_value(sp) for sp in leaves])
+        # the leaves fan out: their bounding boxes span more height than one leaf's width
+        tops = [sp.y0 for sp in leaves] + [sp.y0 + sp.cover.shape[0] for sp in leaves]
+        assert max(tops) - min(tops) > 30

@@ -14,6 +14,10 @@ the real ones (ridges, calyx cap, hairs, tapered tip):
 * bell pepper, leaves (ovate and palmate, as on the okra plant), vines and stems,
   flowers (the yellow okra flower with a dark centre), hands.
 
+v9 adds two builders that return several sprites (not in :data:`DISTRACTORS`): a whole leek
+as sold (:func:`leek_plant`: pale shank, root tuft, a fan of flat striped leaves) and a root
+tuft (:func:`roots`, for leeks and spinach bunches).
+
 Every builder has the signature ``(rng, centre, angle, scale, light, image_size)``
 (``scale`` = typical pod length in pixels) and returns a :class:`Sprite` or None.
 """
@@ -230,6 +234,103 @@ def leek(
     return tube_sprite(tube, mat, light, rng, size, "leek")
 
 
+def _unit(a: float) -> np.ndarray:
+    return np.array([np.cos(a), np.sin(a)])
+
+
+def roots(
+    rng: np.random.Generator, point: Centre, angle: float, length: float, light: Light, size: Size
+) -> list[Sprite]:
+    """v9: a tuft of 8 to 24 thin beige-brown roots spreading from ``point`` towards ``angle``
+    (the root plate of a leek or a spinach bunch); ``length`` is the longest root in pixels."""
+    out: list[Sprite] = []
+    for _ in range(int(rng.integers(8, 25))):
+        a = angle + rng.normal(0, 0.6)
+        ln = length * rng.uniform(0.3, 1.0)
+        s, r = generic_profile(ln, max(1.2, ln * rng.uniform(0.015, 0.04)), 0.05, 0.3, 0.4, 1.2)
+        c = np.asarray(point, np.float64) + 0.5 * ln * _unit(a)
+        tube = _tube(s, r, (float(c[0]), float(c[1])), a + np.pi, rng, rng.normal(0, 1.2), rng.normal(0, 0.4))
+        mat = Material(
+            base=hsv(rng.uniform(25, 45), rng.uniform(0.25, 0.55), rng.uniform(0.45, 0.8)),
+            specular=0.05,
+            shininess=8,
+            mottle=0.1,
+        )
+        sp = tube_sprite(tube, mat, light, rng, size, "roots", lift=1.0)
+        if sp is not None:
+            out.append(sp)
+    return out
+
+
+def leek_plant(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> list[Sprite]:
+    """v9: a whole leek as sold (a real leek was called okra): a thick pale shank with a root
+    tuft at one end, splitting at the other into 3 to 7 flat, finely striped, blue-green leaves
+    that fan out; ``angle`` points from the roots to the leaves, ``centre`` is the junction.
+
+    Returns the sprites back to front (leaves, shank, roots); the list may be empty when all
+    of it falls outside the image.
+    """
+    j = np.asarray(centre, np.float64)
+    leaf_len = scale * rng.uniform(0.6, 1.1)
+    shank_len = leaf_len * rng.uniform(0.45, 0.9)
+    shank_w = leaf_len * rng.uniform(0.09, 0.16)
+    hue = rng.uniform(95, 150)
+    leaves: list[Sprite] = []
+    n = int(rng.integers(3, 8))
+    spread = rng.uniform(0.15, 0.6)
+    for k in range(n):
+        a = angle + (k - (n - 1) / 2) / max(n - 1, 1) * 2 * spread + rng.normal(0, 0.06)
+        ln = leaf_len * rng.uniform(0.7, 1.1)
+        wd = shank_w * rng.uniform(0.7, 1.1)
+        # v = 0 is the pointed leaf end, v = 1 the butt hidden in the shank
+        s, r = generic_profile(ln, wd, rng.uniform(0.08, 0.25), 0.02, rng.uniform(0.9, 1.8), 0.2)
+        c = j + (0.5 * ln - 0.1 * shank_len) * _unit(a)
+        tube = _tube(
+            s, r, (float(c[0]), float(c[1])), a + np.pi, rng, rng.normal(0, 0.25), rng.normal(0, 0.05)
+        )
+        mat = Material(
+            base=hsv(hue + rng.normal(0, 6), rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.55)),
+            tip=hsv(rng.uniform(70, 95), rng.uniform(0.3, 0.6), rng.uniform(0.55, 0.8)),
+            specular=rng.uniform(0.1, 0.4),
+            shininess=rng.uniform(10, 40),
+            stripes=int(rng.integers(14, 30)),
+            stripe_colour=hsv(hue, 0.25, rng.uniform(0.45, 0.7)),
+            flat=rng.uniform(0.75, 1.0),
+            mottle=0.05,
+            wrap=rng.uniform(0.1, 0.4),
+        )
+        sp = tube_sprite(tube, mat, light, rng, size, "leek")
+        if sp is not None:
+            leaves.append(sp)
+    # the shank: v = 0 at the junction (pale green), v = 1 at the blunt white root end
+    s, r = generic_profile(shank_len, shank_w, 0.02, rng.uniform(0.03, 0.08), 0.3, 0.3)
+    c = j - 0.5 * shank_len * _unit(angle)
+    tube = _tube(s, r, (float(c[0]), float(c[1])), angle + np.pi, rng, rng.normal(0, 0.08))
+    mat = Material(
+        base=hsv(rng.uniform(70, 95), rng.uniform(0.25, 0.55), rng.uniform(0.65, 0.85)),
+        tip=hsv(rng.uniform(45, 70), rng.uniform(0.03, 0.12), rng.uniform(0.85, 0.97)),
+        specular=rng.uniform(0.2, 0.5),
+        shininess=rng.uniform(15, 40),
+        stripes=int(rng.integers(10, 24)),
+        stripe_colour=hsv(80, 0.1, 0.95),
+        mottle=0.04,
+        wrap=rng.uniform(0.2, 0.5),
+    )
+    shank = tube_sprite(tube, mat, light, rng, size, "leek")
+    root_at = j - shank_len * _unit(angle)
+    tuft = roots(
+        rng,
+        (float(root_at[0]), float(root_at[1])),
+        angle + np.pi,
+        shank_w * rng.uniform(0.6, 1.4),
+        light,
+        size,
+    )
+    return leaves + ([shank] if shank is not None else []) + tuft
+
+
 def asparagus(
     rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
 ) -> Sprite | None:
@@ -332,11 +433,19 @@ def _polar_shape(
 
 
 def leaf(
-    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+    rng: np.random.Generator,
+    centre: Centre,
+    angle: float,
+    scale: float,
+    light: Light,
+    size: Size,
+    palmate: bool | None = None,
 ) -> Sprite | None:
+    """An ovate or a palmate (okra-plant) leaf; ``palmate=None`` picks either at random."""
     R = scale * rng.uniform(0.35, 0.8)
     phi = np.linspace(0, 2 * np.pi, 180, endpoint=False)
-    palmate = rng.random() < 0.5
+    coin = rng.random() < 0.5
+    palmate = coin if palmate is None else palmate
     if palmate:  # okra / maple-like lobed leaf
         lobes = int(rng.choice([3, 5]))
         depth = rng.uniform(0.25, 0.55)

@@ -10,6 +10,10 @@
 * ``hands``: pods on a surface with one or two hands over them;
 * ``plant``: pods upright on a stem among leaves, with the yellow okra flower;
 * ``negative``: no okra at all, distractors only;
+* ``produce`` (v9): no okra; a product shot of one look-alike framed whole on white (most real
+  photos of green vegetables): whole leeks, a mound of spinach leaves, a bunch of greens on
+  stalks with its roots, or a row of cucumbers, beans, chillies, asparagus, pea pods or gourds
+  laid out like the okra ``bunch`` scenes;
 * ``photo``: pods composited on a real photograph (only with a ``background`` image).
 """
 
@@ -26,7 +30,9 @@ from okrainsight.synth.distractors import (
     flower,
     hand,
     leaf,
+    leek_plant,
     random_distractor,
+    roots,
     vine,
 )
 from okrainsight.synth.geometry import Tube
@@ -46,7 +52,8 @@ KINDS: dict[str, float] = {
     "pile": 0.13,
     "hands": 0.05,
     "plant": 0.09,
-    "negative": 0.20,
+    "negative": 0.13,
+    "produce": 0.07,
 }
 #: Distractors that lie on tables and boards (flowers and vines belong to the plant scenes).
 SURFACE_DISTRACTORS = ("bean", "pea_pod", "chilli", "cucumber", "gourd", "bell_pepper", "leaf")
@@ -63,7 +70,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-8"
+RENDERER_VERSION = "okrainsight-synth-9"
 
 
 @dataclass
@@ -477,12 +484,87 @@ def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light
     return out
 
 
+#: Look-alikes laid out in a row for ``produce`` scenes, like the pods of ``bunch`` scenes.
+PRODUCE_ROWS = ("cucumber", "bean", "chilli", "asparagus", "pea_pod", "gourd", "leek", "bell_pepper")
+
+
+def _produce(rng: np.random.Generator, size: tuple[int, int], light: Light) -> list[Sprite]:
+    """v9: one look-alike framed whole in the middle of the frame, as in shop photos of
+    vegetables (real photos of a leek, a spinach mound and a spinach bunch on white were called
+    okra; the look-alikes of ``negative`` scenes lie scattered, the pods of ``white`` and
+    ``bunch`` scenes centred): whole leeks, a mound of ovate leaves, a bunch on stalks with
+    roots, or a row of one of :data:`PRODUCE_ROWS`. Sprites back to front."""
+    w, h = size
+    big = max(w, h)
+    cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.6)
+    pick = rng.random()
+    out: list[Sprite] = []
+    if pick < 0.25:  # whole leeks side by side, roots to one side, leaves fanning to the other
+        n = int(rng.integers(1, 4))
+        a = float(rng.uniform(-0.7, 0.7) + rng.choice([0.0, np.pi]))
+        scale = big * rng.uniform(0.3, 0.55)
+        perp = np.array([-np.sin(a), np.cos(a)])
+        for i in range(n):
+            off = (i - (n - 1) / 2) * scale * rng.uniform(0.1, 0.25)
+            c = (cx + perp[0] * off, cy + perp[1] * off)
+            out += leek_plant(rng, c, a + rng.normal(0, 0.12), scale, light, size)
+    elif pick < 0.5:  # a mound of ovate leaves (loose spinach, salad), lower leaves in front
+        rx, ry = big * rng.uniform(0.18, 0.35), big * rng.uniform(0.1, 0.22)
+        pts = [
+            (cx + rng.normal(0, 0.5) * rx, cy + rng.normal(0, 0.5) * ry)
+            for _ in range(int(rng.integers(12, 36)))
+        ]
+        for c in sorted(pts, key=lambda q: q[1]):
+            lf = leaf(
+                rng, c, rng.uniform(-np.pi, np.pi), big * rng.uniform(0.12, 0.25), light, size, palmate=False
+            )
+            if lf is not None:
+                out.append(lf)
+    elif pick < 0.7:  # a bunch of greens on stalks, tied, with its roots
+        a = float(rng.uniform(-np.pi, np.pi))
+        tie = np.array([cx, cy]) - big * 0.15 * np.array([np.cos(a), np.sin(a)])
+        scale = big * rng.uniform(0.25, 0.45)
+        for _ in range(int(rng.integers(6, 16))):
+            b = a + rng.normal(0, 0.35)
+            reach = scale * rng.uniform(0.6, 1.1)
+            mid = tie + 0.45 * reach * np.array([np.cos(b), np.sin(b)])
+            stalk = vine(rng, (float(mid[0]), float(mid[1])), b, reach * 0.4, light, size)
+            if stalk is not None:
+                out.append(stalk)
+        for _ in range(int(rng.integers(6, 14))):
+            b = a + rng.normal(0, 0.45)
+            tip = tie + scale * rng.uniform(0.8, 1.3) * np.array([np.cos(b), np.sin(b)])
+            lf = leaf(rng, (float(tip[0]), float(tip[1])), b, scale * rng.uniform(0.35, 0.6), light, size)
+            if lf is not None:
+                out.append(lf)
+        out += roots(
+            rng, (float(tie[0]), float(tie[1])), a + np.pi, scale * rng.uniform(0.3, 0.6), light, size
+        )
+    else:  # a row of one look-alike, laid out like the pods of a bunch scene
+        name = str(rng.choice(PRODUCE_ROWS))
+        n = int(rng.integers(1, 6))
+        a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
+        perp = np.array([-np.sin(a), np.cos(a)])
+        scale = big * rng.uniform(0.35, 0.75)
+        spacing = scale * rng.uniform(0.1, 0.25)
+        for i in range(n):
+            off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
+            c = (cx + perp[0] * off + rng.normal(0, scale * 0.05), cy + perp[1] * off)
+            sp = random_distractor(rng, c, a + rng.normal(0, 0.15), scale, light, size, (name,))
+            if sp is not None:
+                out.append(sp)
+    return out
+
+
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
     if kind == "bunch" and rng.random() < 0.55:
         # v8: bunches also lie on cloth, wood and paper (shop photos of pods on a napkin or a sack)
         pick = rng.choice(["cloth", "wood", "paper"], p=[0.6, 0.25, 0.15])
         return _background(str(pick), rng, h, w, light)
-    if kind in ("white", "shop", "bunch"):
+    if kind == "produce" and rng.random() < 0.25:
+        pick = rng.choice(["cloth", "wood", "paper", "board"])
+        return _background(str(pick), rng, h, w, light)
+    if kind in ("white", "shop", "bunch", "produce"):
         return _bg_white(rng, h, w)
     if kind == "paper":
         return _bg_paper(rng, h, w)
@@ -731,6 +813,8 @@ def render_scene(
                 sprites = _distractors(rng, int(rng.integers(*count)), scale, (w, h), light, (one,))
         else:
             sprites = _distractors(rng, int(rng.integers(1, 8)), scale, (w, h), light, names)
+    elif kind == "produce":
+        sprites = _produce(rng, (w, h), light)
 
     canvas, inst_raw, distr = _compose(bg, sprites, light, shadow)
     image = apply_camera(canvas, rng)
