@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -484,6 +485,23 @@ def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light
     return out
 
 
+def _row(
+    rng: np.random.Generator,
+    n: int,
+    centre: tuple[float, float],
+    angle: float,
+    spacing: float,
+    jitter: float,
+) -> Iterator[tuple[float, float]]:
+    """Centres ``(x, y)`` of ``n`` things side by side across ``angle``, ``spacing`` pixels apart
+    (each gap 0.8-1.2x), shifted by ``jitter`` pixels (normal) along x; drawn lazily, so the
+    caller's own random draws for each thing stay interleaved with these."""
+    perp = np.array([-np.sin(angle), np.cos(angle)])
+    for i in range(n):
+        off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
+        yield (centre[0] + perp[0] * off + rng.normal(0, jitter), centre[1] + perp[1] * off)
+
+
 #: Look-alikes laid out in a row for ``produce`` scenes, like the pods of ``bunch`` scenes.
 PRODUCE_ROWS = ("cucumber", "bean", "chilli", "asparagus", "pea_pod", "gourd", "leek", "bell_pepper")
 
@@ -544,12 +562,9 @@ def _produce(rng: np.random.Generator, size: tuple[int, int], light: Light) -> l
         name = str(rng.choice(PRODUCE_ROWS))
         n = int(rng.integers(1, 6))
         a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
-        perp = np.array([-np.sin(a), np.cos(a)])
         scale = big * rng.uniform(0.35, 0.75)
         spacing = scale * rng.uniform(0.1, 0.25)
-        for i in range(n):
-            off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
-            c = (cx + perp[0] * off + rng.normal(0, scale * 0.05), cy + perp[1] * off)
+        for c in _row(rng, n, (cx, cy), a, spacing, scale * 0.05):
             sp = random_distractor(rng, c, a + rng.normal(0, 0.15), scale, light, size, (name,))
             if sp is not None:
                 out.append(sp)
@@ -692,12 +707,9 @@ def render_scene(
     elif kind == "bunch":
         n = int(rng.integers(2, 7))
         a = float(rng.uniform(-0.6, 0.6) + rng.choice([0.0, np.pi]))
-        perp = np.array([-np.sin(a), np.cos(a)])
         scale = big * rng.uniform(0.35, 0.8)
         spacing = scale * rng.uniform(0.12, 0.2)
-        for i in range(n):
-            off = (i - (n - 1) / 2) * spacing * rng.uniform(0.8, 1.2)
-            c = (w / 2 + perp[0] * off + rng.normal(0, scale * 0.05), h / 2 + perp[1] * off)
+        for c in _row(rng, n, (w / 2, h / 2), a, spacing, scale * 0.05):
             # v6: bunches on white often show the cut stem faces (pods pointing at the camera).
             sprites += _place_one(rng, scale, (w, h), light, include_stem, c, a, 0.12, 0.35)
         if rng.random() < 0.3:
