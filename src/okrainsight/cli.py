@@ -468,9 +468,12 @@ def synth_cmd(
     """Render synthetic okra scenes with exact masks (training data, tests, demos).
 
     Scenes: pods on white, plates, wood, cloth, paper, boards, market piles, hands, the plant,
-    and look-alikes that are not okra (beans, chillies, cucumbers, pea pods, gourds, leaves).
+    and look-alikes that are not okra (beans, chillies, cucumbers, pea pods, gourds, leeks, leaves),
+    scattered, in market heaps, or framed whole on white like a shop photo (kind produce).
 
     Example:  okra synth data/synth --n 2000 --seed 0 --size 512x384 --negatives photos/greens
+
+    Only shop photos of look-alikes:  okra synth data/produce --n 500 --kinds produce
 
     Real pods too (a folder okra label wrote):  okra synth data/mix --n 2000 --pods data/labelled
     """
