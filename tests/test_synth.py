@@ -440,10 +440,7 @@ def test_leek_plant_fans_flat_leaves_from_a_pale_rooted_shank() -> None:
         kinds = [sp.kind for sp in sprites]
         assert all(sp.okra is None for sp in sprites)
         assert 4 <= kinds.count("leek") <= 8 and kinds.count("roots") >= 8
-        leaves, shank = (
-            [sp for sp in sprites if sp.kind == "leek"][:-1],
-            [sp for sp in sprites if sp.kind == "leek"][-1],
-        )
+        *leaves, shank = [sp for sp in sprites if sp.kind == "leek"]
         # angle 0: leaves reach right of the junction, the shank and roots lie to its left
         assert all(sp.x0 + sp.cover.shape[1] > 200 for sp in leaves)
         assert shank.x0 < 130

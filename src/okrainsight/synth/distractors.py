@@ -29,7 +29,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from okrainsight.synth.geometry import Tube, centreline, generic_profile, okra_profile
+from okrainsight.synth.geometry import Tube, centreline, generic_profile, okra_profile, unit
 from okrainsight.synth.pods import hsv
 from okrainsight.synth.shading import Light, Material, Sprite, shade_height, tube_sprite
 
@@ -234,10 +234,6 @@ def leek(
     return tube_sprite(tube, mat, light, rng, size, "leek")
 
 
-def _unit(a: float) -> np.ndarray:
-    return np.array([np.cos(a), np.sin(a)])
-
-
 def roots(
     rng: np.random.Generator, point: Centre, angle: float, length: float, light: Light, size: Size
 ) -> list[Sprite]:
@@ -248,7 +244,7 @@ def roots(
         a = angle + rng.normal(0, 0.6)
         ln = length * rng.uniform(0.3, 1.0)
         s, r = generic_profile(ln, max(1.2, ln * rng.uniform(0.015, 0.04)), 0.05, 0.3, 0.4, 1.2)
-        c = np.asarray(point, np.float64) + 0.5 * ln * _unit(a)
+        c = np.asarray(point, np.float64) + 0.5 * ln * unit(a)
         tube = _tube(s, r, (float(c[0]), float(c[1])), a + np.pi, rng, rng.normal(0, 1.2), rng.normal(0, 0.4))
         mat = Material(
             base=hsv(rng.uniform(25, 45), rng.uniform(0.25, 0.55), rng.uniform(0.45, 0.8)),
@@ -286,7 +282,7 @@ def leek_plant(
         wd = shank_w * rng.uniform(0.7, 1.1)
         # v = 0 is the pointed leaf end, v = 1 the butt hidden in the shank
         s, r = generic_profile(ln, wd, rng.uniform(0.08, 0.25), 0.02, rng.uniform(0.9, 1.8), 0.2)
-        c = j + (0.5 * ln - 0.1 * shank_len) * _unit(a)
+        c = j + (0.5 * ln - 0.1 * shank_len) * unit(a)
         tube = _tube(
             s, r, (float(c[0]), float(c[1])), a + np.pi, rng, rng.normal(0, 0.25), rng.normal(0, 0.05)
         )
@@ -306,7 +302,7 @@ def leek_plant(
             leaves.append(sp)
     # the shank: v = 0 at the junction (pale green), v = 1 at the blunt white root end
     s, r = generic_profile(shank_len, shank_w, 0.02, rng.uniform(0.03, 0.08), 0.3, 0.3)
-    c = j - 0.5 * shank_len * _unit(angle)
+    c = j - 0.5 * shank_len * unit(angle)
     tube = _tube(s, r, (float(c[0]), float(c[1])), angle + np.pi, rng, rng.normal(0, 0.08))
     mat = Material(
         base=hsv(rng.uniform(70, 95), rng.uniform(0.25, 0.55), rng.uniform(0.65, 0.85)),
@@ -319,7 +315,7 @@ def leek_plant(
         wrap=rng.uniform(0.2, 0.5),
     )
     shank = tube_sprite(tube, mat, light, rng, size, "leek")
-    root_at = j - shank_len * _unit(angle)
+    root_at = j - shank_len * unit(angle)
     tuft = roots(
         rng,
         (float(root_at[0]), float(root_at[1])),
@@ -570,7 +566,7 @@ def hand(
     h = w = 2 * pad
     cover = np.zeros((h, w), np.uint8)
     c = np.array([pad, pad], np.float64)
-    d = np.array([np.cos(angle), np.sin(angle)])
+    d = unit(angle)
     p = np.array([-d[1], d[0]])
     palm = c - d * S * 0.2
     cv2.ellipse(

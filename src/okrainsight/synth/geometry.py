@@ -131,6 +131,11 @@ class TubeFields:
         return out
 
 
+def unit(angle: float) -> np.ndarray:
+    """The unit vector ``(cos, sin)`` of ``angle`` (radians, image axes: x right, y down), float64."""
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
 def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - e0) / max(e1 - e0, 1e-9), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)

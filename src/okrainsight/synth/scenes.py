@@ -36,7 +36,7 @@ from okrainsight.synth.distractors import (
     roots,
     vine,
 )
-from okrainsight.synth.geometry import Tube
+from okrainsight.synth.geometry import Tube, unit
 from okrainsight.synth.pods import hsv, render_pod, sample_pod_attributes
 from okrainsight.synth.shading import Light, Sprite, random_light, value_noise
 
@@ -235,7 +235,7 @@ def _bg_board(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         p = rng.uniform(0, 1, 2) * [w, h]
         a = rng.uniform(0, np.pi)
         ln = rng.uniform(10, 80)
-        q = p + ln * np.array([np.cos(a), np.sin(a)])
+        q = p + ln * unit(a)
         cv2.line(scratches, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 1.0, 1)
     img *= (1 - 0.12 * scratches)[..., None]
     return img * (0.92 + 0.12 * _lowfreq(rng, h, w))[..., None]
@@ -456,6 +456,34 @@ def _heap(rng: np.random.Generator, name: str, size: tuple[int, int], light: Lig
     return _distractors(rng, n, scale, size, light, (name,))
 
 
+def _stalk_bunch(
+    rng: np.random.Generator,
+    tie: np.ndarray,
+    angle: float,
+    scale: float,
+    light: Light,
+    size: tuple[int, int],
+    spread: float = 0.5,
+    reach: tuple[float, float] = (0.3, 0.9),
+    leaf_size: tuple[float, float] = (0.5, 0.9),
+) -> list[Sprite]:
+    """6-17 stalks from the ``tie`` point ``(x, y)`` fanning out towards ``angle`` (normal spread
+    ``spread`` rad), each with a leaf at its end (spinach, kale); stalks reach ``reach`` x
+    ``scale``, leaves are ``leaf_size`` x ``scale`` (the :func:`leaf` scale)."""
+    out: list[Sprite] = []
+    for _ in range(int(rng.integers(6, 18))):
+        a = angle + rng.normal(0, spread)
+        far = scale * rng.uniform(*reach)
+        stalk = vine(rng, tuple(tie + 0.35 * far * unit(a)), a, far * 0.25, light, size)
+        if stalk is not None:
+            out.append(stalk)
+        tip = tie + far * unit(a)
+        lf = leaf(rng, (float(tip[0]), float(tip[1])), a, scale * rng.uniform(*leaf_size), light, size)
+        if lf is not None:
+            out.append(lf)
+    return out
+
+
 def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light: Light) -> list[Sprite]:
     """Leafy greens without okra: a bunch of leaves on stalks fanning out from one point
     (spinach, kale), or a loose heap of leaves filling much of the frame (salad, loose spinach)."""
@@ -463,19 +491,7 @@ def _greens(rng: np.random.Generator, scale: float, size: tuple[int, int], light
     out: list[Sprite] = []
     if rng.random() < 0.5:  # a bunch: stalks from a tied point, leaves at their ends
         c = np.array([w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7)])
-        a0 = rng.uniform(-np.pi, np.pi)
-        for _ in range(int(rng.integers(6, 18))):
-            a = a0 + rng.normal(0, 0.5)
-            reach = scale * rng.uniform(0.3, 0.9)
-            stalk = vine(
-                rng, tuple(c + 0.35 * reach * np.array([np.cos(a), np.sin(a)])), a, reach * 0.25, light, size
-            )
-            if stalk is not None:
-                out.append(stalk)
-            tip = c + reach * np.array([np.cos(a), np.sin(a)])
-            lf = leaf(rng, (float(tip[0]), float(tip[1])), a, scale * rng.uniform(0.5, 0.9), light, size)
-            if lf is not None:
-                out.append(lf)
+        out += _stalk_bunch(rng, c, rng.uniform(-np.pi, np.pi), scale, light, size)
     else:  # a heap of loose leaves
         for _ in range(int(rng.integers(8, 30))):
             c = (rng.uniform(0, w), rng.uniform(0, h))
@@ -540,24 +556,13 @@ def _produce(rng: np.random.Generator, size: tuple[int, int], light: Light) -> l
                 out.append(lf)
     elif pick < 0.7:  # a bunch of greens on stalks, tied, with its roots
         a = float(rng.uniform(-np.pi, np.pi))
-        tie = np.array([cx, cy]) - big * 0.15 * np.array([np.cos(a), np.sin(a)])
+        tie = np.array([cx, cy]) - big * 0.15 * unit(a)
         scale = big * rng.uniform(0.25, 0.45)
-        for _ in range(int(rng.integers(6, 16))):
-            b = a + rng.normal(0, 0.35)
-            reach = scale * rng.uniform(0.6, 1.1)
-            mid = tie + 0.45 * reach * np.array([np.cos(b), np.sin(b)])
-            stalk = vine(rng, (float(mid[0]), float(mid[1])), b, reach * 0.4, light, size)
-            if stalk is not None:
-                out.append(stalk)
-        for _ in range(int(rng.integers(6, 14))):
-            b = a + rng.normal(0, 0.45)
-            tip = tie + scale * rng.uniform(0.8, 1.3) * np.array([np.cos(b), np.sin(b)])
-            lf = leaf(rng, (float(tip[0]), float(tip[1])), b, scale * rng.uniform(0.35, 0.6), light, size)
-            if lf is not None:
-                out.append(lf)
-        out += roots(
-            rng, (float(tie[0]), float(tie[1])), a + np.pi, scale * rng.uniform(0.3, 0.6), light, size
+        # long bare stalks below small leaves, as a bunch lies in a shop photo
+        out += _stalk_bunch(
+            rng, tie, a, scale, light, size, spread=0.35, reach=(0.7, 1.2), leaf_size=(0.3, 0.5)
         )
+        out += roots(rng, tuple(tie), a + np.pi, scale * rng.uniform(0.3, 0.6), light, size)
     else:  # a row of one look-alike, laid out like the pods of a bunch scene
         name = str(rng.choice(PRODUCE_ROWS))
         n = int(rng.integers(1, 6))
@@ -571,14 +576,18 @@ def _produce(rng: np.random.Generator, size: tuple[int, int], light: Light) -> l
     return out
 
 
+#: Scenes on white that lie on another surface some of the time: kind -> (chance, surfaces, their
+#: weights or None for equal): v8 bunches (shop photos of pods on a napkin or a sack), v9 produce.
+OFF_WHITE: dict[str, tuple[float, list[str], list[float] | None]] = {
+    "bunch": (0.55, ["cloth", "wood", "paper"], [0.6, 0.25, 0.15]),
+    "produce": (0.25, ["cloth", "wood", "paper", "board"], None),
+}
+
+
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, light: Light) -> np.ndarray:
-    if kind == "bunch" and rng.random() < 0.55:
-        # v8: bunches also lie on cloth, wood and paper (shop photos of pods on a napkin or a sack)
-        pick = rng.choice(["cloth", "wood", "paper"], p=[0.6, 0.25, 0.15])
-        return _background(str(pick), rng, h, w, light)
-    if kind == "produce" and rng.random() < 0.25:
-        pick = rng.choice(["cloth", "wood", "paper", "board"])
-        return _background(str(pick), rng, h, w, light)
+    if kind in OFF_WHITE and rng.random() < OFF_WHITE[kind][0]:
+        _, surfaces, weights = OFF_WHITE[kind]
+        return _background(str(rng.choice(surfaces, p=weights)), rng, h, w, light)
     if kind in ("white", "shop", "bunch", "produce"):
         return _bg_white(rng, h, w)
     if kind == "paper":
