@@ -290,6 +290,20 @@ def test_training_learns_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
     assert json.loads((run / "card.json").read_text())["metrics"]["epochs"] == 7
 
 
+def test_training_with_augmentation_on_the_device_learns(tiny_data: Path, tmp_path: Path) -> None:
+    # the loader only decodes (uint8 at the canvas size); batches are augmented where the model is
+    run = tmp_path / "dev"
+    cfg = make_config(None, smoke_overrides(tiny_data, run, augment_on="device", canvas_size=(96, 96)))
+    train(cfg)
+    per_epoch = read_epoch_metrics(run / "metrics.csv")
+    loss, iou = per_epoch["train_loss_epoch"], per_epoch["val_iou"]
+    assert loss[5] < loss[0] * 0.85
+    assert max(iou.values()) > iou[0] + 0.15 and max(iou.values()) > 0.2
+    card = json.loads((run / "card.json").read_text())
+    assert card["extra"]["training"]["augment_on"] == "device"
+    assert card["extra"]["training"]["canvas_size"] == [96, 96]
+
+
 def test_resume_without_checkpoint_is_an_error(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(make_config(None, smoke_overrides(tiny_data, tmp_path / "r", resume=True)))

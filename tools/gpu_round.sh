@@ -1,46 +1,78 @@
 #!/bin/bash
-# One prepared GPU round (docs/training.md, "On a lent GPU"): environment, AMP + DDP smoke test, then two
-# default-model candidates trained side by side (configs/default-gpu.yaml: one from v0.3, one from scratch at --lr 0.004 --epochs 18).
-# Usage on the GPU machine, from the repository root: OUT=out NEGS=folder-of-real-negatives bash tools/gpu_round.sh
+# One prepared GPU round (docs/training.md, "On a lent GPU"), sized for a 10-minute call:
+#   1. environment; 2. renders on every core for RENDER_S seconds (tools/prepare_default_data.py, real pods
+#   from PODS and real negatives from NEGS when given); 3. a DDP + bf16 smoke run that also measures the
+#   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
+#   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
+#   (okra_lraspp_small, width 0.5) and a wider one (WIDE_KWARGS), to tell capacity from training time.
+# Usage on the GPU machine, from the repository root:
+#   OUT=out NEGS=folder-of-real-negatives PODS=labelled-real-pods bash tools/gpu_round.sh
+# Dry run on a CPU:  PY=.venv/bin/python ACCEL=cpu BUDGET=150 RENDER_S=10 OUT=/tmp/gr bash tools/gpu_round.sh
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT/A $OUT/B
-N=${N:-12000}; SMOKE_BATCHES=${SMOKE_BATCHES:-10}; MINUTES=${MINUTES:-5}
-W=/tmp/okw; mkdir -p $W
-LOG=$OUT/log.txt
-exec > >(tee -a $LOG) 2>&1
+PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDER_S:-110}; ACCEL=${ACCEL:-gpu}
+WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}
+W=${WORK:-/tmp/okw}; rm -rf $W; mkdir -p $W $OUT/A $OUT/B
+exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-el env; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch,lightning,torchmetrics,torchvision,cv2,numpy;print('torch',torch.__version__,'cuda',torch.cuda.is_available(),'bf16',torch.cuda.is_bf16_supported() if torch.cuda.is_available() else None,'lightning',lightning.__version__,'tm',torchmetrics.__version__,'tv',torchvision.__version__,'np',numpy.__version__)"
-python3 -c "import os;print('cpus',os.cpu_count())"
+CPUS=$($PY -c "import os; print(os.cpu_count())"); PER=$(( CPUS / 2 - 1 )); [ $PER -lt 1 ] && PER=1
+
+el env; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+$PY -c "import sys,torch,lightning,torchvision;print('python',sys.version.split()[0],'torch',torch.__version__,'cuda',torch.cuda.is_available(),'lightning',lightning.__version__,'tv',torchvision.__version__,'cpus',$CPUS)"
+
 el render
-timeout 300 python3 tools/prepare_default_data.py --out $W/data --n $N --seed 5 --size 384x288 --negatives ${NEGS:-../shared/data/real-negatives} 2>&1 | grep -v "^\s*$" | tail -5
-ls $W/data/images | wc -l
-cp $W/data/recipe.json $OUT/recipe.json 2>/dev/null
-el smoke-ddp-amp
-cat > $W/smoke.yaml <<YAML
-arch: okra_lraspp_small
-epochs: 2
-batch_size: 16
-limit_train_batches: $SMOKE_BATCHES
-limit_val_batches: 3
-workers: 4
-progress: false
-YAML
-timeout 180 python3 -m okrainsight train $W/data --out $W/smoke --config $W/smoke.yaml --accelerator ${ACCEL:-gpu} --devices 1 --strategy ddp --precision ${PREC:-16-mixed} 2>&1 | grep -vi "warn\|^\s*$" | tail -12
-python3 - <<PY
-import json; c=json.load(open("$W/smoke/card.json")); t=c["extra"]["training"]
-print("SMOKE card:", {k:t[k] for k in ("accelerator","devices","strategy","precision")}, "metrics", c["metrics"])
+DATA=(--out $W/data --seed 7 --size 384x288)
+[ -n "${NEGS:-}" ] && DATA+=(--negatives $NEGS)
+[ -n "${PODS:-}" ] && DATA+=(--pods $PODS --pod-fraction ${POD_FRACTION:-0.2})
+s=$(date +%s); $PY tools/prepare_default_data.py "${DATA[@]}" --n $(( CPUS * 12 )) > $W/render0.log 2>&1
+rate=$($PY -c "print(max(1.0, $CPUS * 12 / max(1, $(date +%s) - $s)))"); N=$($PY -c "print(int(min(${NMAX:-20000}, $rate * $RENDER_S)))")
+el "probe: $rate images/s; rendering $N"
+timeout $(( RENDER_S * 2 + 30 )) $PY tools/prepare_default_data.py "${DATA[@]}" --n $N > $W/render.log 2>&1; tail -c 300 $W/render.log
+ls $W/data/images | wc -l; cp $W/data/recipe.json $OUT/recipe.json
+
+el smoke-ddp-bf16
+common=(--accelerator $ACCEL --augment-on device --batch-size $BATCH --lr $LR --workers $PER)
+printf 'limit_train_batches: %s\nlimit_val_batches: 4\n' ${SMOKE_BATCHES:-60} > $W/smoke.yaml
+$PY - <<PY
+import yaml; c = yaml.safe_load(open("configs/default-gpu.yaml")); c.update(yaml.safe_load(open("$W/smoke.yaml")))
+yaml.safe_dump(c, open("$W/smoke.yaml", "w")); c.update(arch_kwargs=yaml.safe_load("$WIDE_KWARGS"))
+c.pop("limit_train_batches"); c.pop("limit_val_batches"); yaml.safe_dump(c, open("$W/wide.yaml", "w"))
 PY
+s=$(date +%s)
+timeout 240 $PY -m okrainsight train $W/data --out $W/smoke "${common[@]}" --config $W/smoke.yaml --epochs 1 --devices 1 --strategy ddp --precision ${PREC:-bf16-mixed} 2>&1 | grep -vi "warn" | tail -4
+took=$(( $(date +%s) - s ))
+$PY - <<PY
+import json; c = json.load(open("$W/smoke/card.json")); t = c["extra"]["training"]
+print("SMOKE card:", {k: t[k] for k in ("accelerator", "devices", "strategy", "precision", "augment_on")}, "metrics", c["metrics"])
+PY
+ntrain=$($PY -c "import json;print(json.load(open('$W/smoke/card.json'))['extra']['split_sizes']['train'])")
+left=$(( BUDGET - ($(date +%s) - t0) - 45 ))
+# steady-state rate from the TensorBoard step times of the smoke run (its own loader of PER workers); two runs share the GPU
+EPOCHS=$($PY - <<PY
+import glob, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+ev = []
+try:
+    for d in glob.glob("$W/smoke/logs/tb/version_*"):
+        acc = EventAccumulator(d); acc.Reload(); ev += acc.Scalars("train_loss_step")
+except Exception as exc:
+    print("no step times:", exc, file=sys.stderr)
+rate = (ev[-1].step - ev[0].step) * $BATCH / (ev[-1].wall_time - ev[0].wall_time) if len(ev) > 1 else ${SMOKE_BATCHES:-60} * $BATCH / max(1, $took)
+print(f"rate {rate:.0f} images/s", file=open("$W/rate.txt", "w"))
+print(max(2, int(0.9 * rate / 1.5 * ($left - 30) / $ntrain)))
+PY
+); cat $W/rate.txt
+MIN=$($PY -c "print(round(max(0.5, ($left - 25) / 60), 2))")
+el "smoke took ${took}s; $ntrain training images; $EPOCHS epochs per run, capped at $MIN min"
+
 el train-AB
-rem=$(( ${BUDGET:-540} - ($(date +%s) - t0) - 50 )); MINUTES=$(python3 -c "print(round(max(0.5, min(${MINUTES}, $rem / 60 - 0.6)), 2))"); TL=$(( rem + 20 )); el "minutes per run $MINUTES, kill after $TL s"
-( timeout $TL python3 -m okrainsight train $W/data --out $W/A --config configs/default-gpu.yaml --init-from src/okrainsight/models/default --max-minutes $MINUTES --accelerator ${ACCEL:-gpu} > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
-( timeout $TL python3 -m okrainsight train $W/data --out $W/B --config configs/default-gpu.yaml --lr 0.004 --epochs 18 --max-minutes $MINUTES --accelerator ${ACCEL:-gpu} > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
-sleep ${MID:-90}; el mid; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; uptime
+( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/A "${common[@]}" --config configs/default-gpu.yaml --epochs $EPOCHS --max-minutes $MIN > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
+( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/B "${common[@]}" --config $W/wide.yaml --epochs $EPOCHS --max-minutes $MIN > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
+sleep 60; el mid; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait $pa $pb
 el done-train
 for r in A B; do
-  grep -vi "warn" $W/$r.log | tail -n 4
+  grep -vi "warn" $W/$r.log | tail -n 3
   cp $W/$r/card.json $W/$r/model.safetensors $W/$r/metrics.csv $OUT/$r/ 2>/dev/null
 done
 el end

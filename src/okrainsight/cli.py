@@ -661,6 +661,11 @@ def train_cmd(
         None, "--negatives", help="Folder of images without okra (repeatable)."
     ),
     workers: int | None = typer.Option(None, "--workers", help="Data-loading worker processes."),
+    augment_on: str | None = typer.Option(
+        None,
+        "--augment-on",
+        help="Augment in the loader workers (loader) or whole batches on the GPU (device).",
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
 ) -> None:
     """Train a student on a dataset's grouped split (PyTorch Lightning); the best weights land in OUT.
@@ -668,6 +673,8 @@ def train_cmd(
     Example:  okra train data/synth --arch okra_lraspp_small --out runs/small --config configs/default.yaml
 
     Several GPUs:  okra train data/synth --out runs/ddp --devices 4 --strategy ddp
+
+    A GPU with few CPU cores (augment on the GPU):  okra train data/synth --out runs/gpu --augment-on device
 
     Fine-tune only the head of the default model:
     okra train data/more --out runs/head --init-from default --freeze backbone --freeze-batchnorm
@@ -700,6 +707,7 @@ def train_cmd(
         "soft_weight": soft_weight,
         "negatives": [str(n) for n in negatives] if negatives else None,
         "workers": workers,
+        "augment_on": augment_on,
         "seed": seed,
     }
     cfg = make_config(config, overrides)

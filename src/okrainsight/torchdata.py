@@ -9,7 +9,11 @@ Each item is a dict:
 * ``has_soft``: float32 scalar, 1.0 when ``soft`` came from ``soft/<stem>.png``;
 * ``stem``: the image stem (``str``).
 
-``H, W`` is the model input size. Geometric augmentations act on all three maps
+``H, W`` is the model input size. With ``raw_canvas=(W, H)`` (training with
+``augment_on: device``) items are left for :func:`okrainsight.batch_augment.augment_batch`
+instead: ``image`` uint8 ``(3, H, W)``, ``mask`` uint8 0/1 and ``soft`` uint8 0-255, all at
+the canvas size (photos of another size are resized to it), the image JPEG re-encoded
+with probability ``augment.jpeg``. Geometric augmentations act on all three maps
 together (torchvision ``transforms.v2`` with ``tv_tensors.Mask``; masks are resampled
 nearest-neighbour, so the soft map is too); photometric ones (colour, blur, noise,
 JPEG) touch only the image.
@@ -185,6 +189,8 @@ class OkraSegmentationDataset(Dataset):
             images join this dataset (use them for the training split only).
         use_soft: read ``soft/<stem>.png`` where present.
         augment: augmentation strengths.
+        raw_canvas: ``(width, height)``: return un-augmented uint8 maps of this size for
+            augmentation on the training device (module doc); training only.
     """
 
     def __init__(
@@ -199,6 +205,7 @@ class OkraSegmentationDataset(Dataset):
         negatives: Sequence[str | os.PathLike[str]] = (),
         use_soft: bool = True,
         augment: AugmentConfig | None = None,
+        raw_canvas: tuple[int, int] | None = None,
     ) -> None:
         layout = DatasetLayout(root).require()
         stems = read_split_stems(root, split) if isinstance(split, str) else list(split)
@@ -222,6 +229,9 @@ class OkraSegmentationDataset(Dataset):
         self.samples = samples
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
         self.transform = build_transform(self.size_wh, mean, std, train=train, augment=augment)
+        self.raw_canvas = (int(raw_canvas[0]), int(raw_canvas[1])) if raw_canvas else None
+        self.jpeg = augment.jpeg if augment is not None else AugmentConfig().jpeg
+        self.jpeg_quality = augment.jpeg_quality if augment is not None else AugmentConfig().jpeg_quality
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -239,6 +249,8 @@ class OkraSegmentationDataset(Dataset):
                 raise DatasetError(f"{s.soft}: soft map is {soft.shape[1]}x{soft.shape[0]}, image is {w}x{h}")
         else:
             soft = (mask > 0).astype(np.float32)
+        if self.raw_canvas is not None:
+            return self._raw_item(s, image, mask, soft)
         img_t = tv_tensors.Image(torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1))
         mask_t = tv_tensors.Mask(torch.from_numpy((mask > 0).astype(np.uint8))[None])
         soft_t = tv_tensors.Mask(torch.from_numpy(soft)[None])
@@ -247,6 +259,31 @@ class OkraSegmentationDataset(Dataset):
             "image": img_o.as_subclass(torch.Tensor).float(),
             "mask": mask_o.as_subclass(torch.Tensor).float(),
             "soft": soft_o.as_subclass(torch.Tensor).float().clamp(0, 1),
+            "has_soft": torch.tensor(1.0 if s.soft is not None else 0.0),
+            "stem": s.stem,
+        }
+
+    def _raw_item(self, s: Sample, image: np.ndarray, mask: np.ndarray, soft: np.ndarray) -> dict[str, Any]:
+        """Canvas-size uint8 maps for augmentation on the device (``raw_canvas``)."""
+        import cv2
+
+        w, h = self.raw_canvas  # type: ignore[misc]
+        if image.shape[:2] != (h, w):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+            soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.jpeg > 0 and float(torch.rand(())) < self.jpeg:
+            lo, hi = self.jpeg_quality
+            quality = int(torch.randint(int(lo), int(hi) + 1, ()))
+            _, buf = cv2.imencode(
+                ".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+            )
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        img = torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1)
+        return {
+            "image": img.contiguous(),
+            "mask": torch.from_numpy((mask > 0).astype(np.uint8))[None],
+            "soft": torch.from_numpy(np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8))[None],
             "has_soft": torch.tensor(1.0 if s.soft is not None else 0.0),
             "stem": s.stem,
         }

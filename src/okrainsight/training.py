@@ -52,6 +52,7 @@ from okrainsight.torchdata import AugmentConfig, OkraSegmentationDataset, read_s
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
+AUGMENT_ON = ("loader", "device")
 
 
 @dataclass
@@ -69,6 +70,11 @@ class TrainConfig:
     parameter-name prefixes of the student (e.g. ``["backbone"]`` trains only the head;
     ``okra train --help`` explains), and ``freeze_batchnorm`` keeps every batch-norm layer
     in inference mode, so its running mean/variance and its scale/shift stay the donor's.
+
+    ``augment_on``: ``loader`` augments each image in the data-loading workers (torchvision
+    ``transforms.v2``); ``device`` has the workers only decode images at ``canvas_size``
+    (width, height) and augments whole batches where the model trains
+    (:mod:`okrainsight.batch_augment`), which keeps a GPU busy with few CPU cores.
     """
 
     data: str = ""
@@ -92,6 +98,8 @@ class TrainConfig:
     negative_image_weight: float = 1.0
     false_positive_weight: float = 1.0
     augment: dict[str, Any] = field(default_factory=dict)
+    augment_on: str = "loader"
+    canvas_size: tuple[int, int] = (384, 288)
     negatives: list[str] = field(default_factory=list)
     use_soft: bool = True
     workers: int = 2
@@ -115,7 +123,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("input_size", "mean", "std"):
+        for key in ("input_size", "mean", "std", "canvas_size"):
             d[key] = list(d[key])
         return d
 
@@ -152,6 +160,7 @@ def make_config(
     try:
         cfg = TrainConfig(**values)
         cfg.input_size = _size(cfg.input_size)
+        cfg.canvas_size = _size(cfg.canvas_size)
         cfg.mean = tuple(float(v) for v in cfg.mean)  # type: ignore[assignment]
         cfg.std = tuple(float(v) for v in cfg.std)  # type: ignore[assignment]
         cfg.negatives = _str_list(cfg.negatives)
@@ -187,7 +196,9 @@ def _validate(cfg: TrainConfig, src: str) -> None:
         problems.append("epochs and batch_size must be at least 1")
     if cfg.lr <= 0:
         problems.append("lr must be positive")
-    if min(cfg.input_size) < 16:
+    if cfg.augment_on not in AUGMENT_ON:
+        problems.append(f"augment_on must be one of {', '.join(AUGMENT_ON)}")
+    if min(cfg.input_size) < 16 or min(cfg.canvas_size) < 16:
         problems.append("input_size must be at least 16x16")
     if len(cfg.mean) != 3 or len(cfg.std) != 3 or min(cfg.std) <= 0:
         problems.append("mean and std need 3 values each, std positive")
@@ -227,6 +238,7 @@ class OkraDataModule(L.LightningDataModule):
             negatives=c.negatives if train else (),
             use_soft=c.use_soft,
             augment=AugmentConfig(**c.augment),
+            raw_canvas=c.canvas_size if train and c.augment_on == "device" else None,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -293,6 +305,8 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str], batchnorm: bo
 class SegmentationModule(L.LightningModule):
     """A student plus its loss, metrics and optimiser schedule.
 
+    With ``device_augment`` (``{"augment", "out_hw", "mean", "std"}``), training batches
+    of uint8 images are augmented after they reach the device (:func:`augment_batch`).
     Training uses ``model.forward_train(x)`` (list of logits: fused, then side outputs)
     when the student offers it, else ``model(x)``; validation always scores the fused
     output. Logged: ``train_loss``, ``val_loss``, ``val_iou`` (torchmetrics
@@ -308,6 +322,7 @@ class SegmentationModule(L.LightningModule):
         threshold: float = 0.5,
         freeze: list[str] | None = None,
         freeze_batchnorm: bool = False,
+        device_augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -319,6 +334,24 @@ class SegmentationModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment raw (uint8) training batches on the device when ``device_augment`` is set."""
+        spec = self.hparams.get("device_augment")
+        if spec and isinstance(batch, dict) and batch["image"].dtype == torch.uint8:
+            from okrainsight.batch_augment import augment_batch
+
+            batch = dict(batch)
+            batch["image"], batch["mask"], batch["soft"] = augment_batch(
+                batch["image"],
+                batch["mask"],
+                batch["soft"],
+                tuple(spec["out_hw"]),
+                AugmentConfig(**spec["augment"]),
+                spec["mean"],
+                spec["std"],
+            )
+        return batch
 
     def on_train_epoch_start(self) -> None:
         """With ``freeze_batchnorm``, batch-norm layers go to eval mode (Lightning keeps modes as set)."""
@@ -604,6 +637,16 @@ def train(cfg: TrainConfig) -> Path:
         cfg.threshold,
         freeze=list(cfg.freeze),
         freeze_batchnorm=cfg.freeze_batchnorm,
+        device_augment=(
+            {
+                "augment": dict(cfg.augment),
+                "out_hw": [cfg.input_size[1], cfg.input_size[0]],
+                "mean": list(cfg.mean),
+                "std": list(cfg.std),
+            }
+            if cfg.augment_on == "device"
+            else None
+        ),
     )
     if cfg.init_from and not cfg.resume:
         init_weights(module.model, cfg.init_from, cfg.arch)
