@@ -102,6 +102,14 @@ def test_dataset_raw_items_are_canvas_sized_uint8(tmp_path: Path) -> None:
         assert item["image"].shape == (3, 30, 40) and item["mask"].shape == item["soft"].shape == (1, 30, 40)
     assert ds[1]["mask"].sum() == 0 and set(ds[0]["mask"].unique().tolist()) == {0, 1}
     assert torch.equal(ds[0]["soft"], ds[0]["mask"] * 255)  # no soft map: the hard mask
+    # jpeg=1: every raw image is re-encoded (at a random quality), the masks are untouched
+    lossy = OkraSegmentationDataset(
+        tmp_path / "ds", "all", (16, 16), (0.0,) * 3, (1.0,) * 3, train=True,
+        augment=AugmentConfig(jpeg=1.0, jpeg_quality=(30, 40)), raw_canvas=(40, 30),
+    )  # fmt: skip
+    item = lossy[0]
+    assert item["image"].shape == (3, 30, 40) and not torch.equal(item["image"], ds[0]["image"])
+    assert torch.equal(item["mask"], ds[0]["mask"])
 
 
 @pytest.mark.parametrize("bad", ["gpu", ""])

@@ -1,6 +1,6 @@
 #!/bin/bash
 # One prepared GPU round (docs/training.md, "On a lent GPU"), sized for a 10-minute call:
-#   1. environment; 2. renders on every core for RENDER_S seconds (tools/prepare_default_data.py, real pods
+#   1. environment; 2. N renders on every core (at most 2 RENDER_S seconds) (tools/prepare_default_data.py, real pods
 #   from PODS and real negatives from NEGS when given); 3. a DDP + bf16 smoke run that also measures the
 #   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
 #   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
@@ -24,19 +24,20 @@ el render
 DATA=(--out $W/data --seed 7 --size 384x288)
 [ -n "${NEGS:-}" ] && DATA+=(--negatives $NEGS)
 [ -n "${PODS:-}" ] && DATA+=(--pods $PODS --pod-fraction ${POD_FRACTION:-0.2})
-s=$(date +%s); $PY tools/prepare_default_data.py "${DATA[@]}" --n $(( CPUS * 12 )) > $W/render0.log 2>&1
-rate=$($PY -c "print(max(1.0, $CPUS * 12 / max(1, $(date +%s) - $s)))"); N=$($PY -c "print(int(min(${NMAX:-20000}, $rate * $RENDER_S)))")
-el "probe: $rate images/s; rendering $N"
-timeout $(( RENDER_S * 2 + 30 )) $PY tools/prepare_default_data.py "${DATA[@]}" --n $N > $W/render.log 2>&1; tail -c 300 $W/render.log
+# renderer v9 on 16 cores: about 80-110 images per second once its workers have started
+N=${N:-9000}; el "rendering $N (at most $(( RENDER_S * 2 )) s)"
+timeout $(( RENDER_S * 2 )) $PY tools/prepare_default_data.py "${DATA[@]}" --n $N > $W/render.log 2>&1; tail -c 300 $W/render.log
+for f in $W/data/images/*.jpg; do s=$(basename ${f%.jpg}); [ -f $W/data/masks/$s.png ] || rm -f $f; done  # cut short: whole pairs only
 ls $W/data/images | wc -l; cp $W/data/recipe.json $OUT/recipe.json
 
 el smoke-ddp-bf16
-common=(--accelerator $ACCEL --augment-on device --batch-size $BATCH --lr $LR --workers $PER)
+common=(--accelerator $ACCEL --batch-size $BATCH --lr $LR --workers $PER)
 printf 'limit_train_batches: %s\nlimit_val_batches: 4\n' ${SMOKE_BATCHES:-60} > $W/smoke.yaml
 $PY - <<PY
 import yaml; c = yaml.safe_load(open("configs/default-gpu.yaml")); c.update(yaml.safe_load(open("$W/smoke.yaml")))
-yaml.safe_dump(c, open("$W/smoke.yaml", "w")); c.update(arch_kwargs=yaml.safe_load("$WIDE_KWARGS"))
-c.pop("limit_train_batches"); c.pop("limit_val_batches"); yaml.safe_dump(c, open("$W/wide.yaml", "w"))
+yaml.safe_dump(c, open("$W/smoke.yaml", "w")); c.pop("limit_train_batches"); c.pop("limit_val_batches")
+c.update(arch_kwargs=yaml.safe_load("$WIDE_KWARGS"))
+yaml.safe_dump(c, open("$W/wide.yaml", "w"))
 PY
 s=$(date +%s)
 timeout 240 $PY -m okrainsight train $W/data --out $W/smoke "${common[@]}" --config $W/smoke.yaml --epochs 1 --devices 1 --strategy ddp --precision ${PREC:-bf16-mixed} 2>&1 | grep -vi "warn" | tail -4
