@@ -42,7 +42,9 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
     if variety == "burgundy":
         hue, sat, val = rng.uniform(335, 355), rng.uniform(0.45, 0.65), rng.uniform(0.3, 0.45)
     elif variety == "deep":
-        hue, sat, val = rng.uniform(95, 125), rng.uniform(0.6, 0.9), rng.uniform(0.45, 0.65)
+        # v10: darker and more saturated, as shop photos of dark pods are (white_02: pixel
+        # saturation 0.87, value 0.37 over the pod)
+        hue, sat, val = rng.uniform(86, 118), rng.uniform(0.65, 0.97), rng.uniform(0.35, 0.6)
     else:
         hue, sat, val = rng.uniform(80, 108), rng.uniform(0.5, 0.88), rng.uniform(0.58, 0.88)
     if variety != "burgundy":
@@ -114,6 +116,7 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
     # stays), as in soft-lit product photographs and web-sized pictures, so that fine speckle
     # cannot stand in for "okra".
     fine = 0.15 if rng.random() < 0.4 else 1.0
+    deep = attrs["variety"] == "deep"
     return Material(
         base=base,
         tip=tip,
@@ -127,7 +130,8 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         twist=float(rng.normal(0, 0.3)),
         specular=float(rng.uniform(0.05, 0.2)),
         shininess=float(rng.uniform(6, 16)),
-        hair=float(rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age)),
+        # v10: the deep-green variety often shows little velvet (dark, saturated shop photos)
+        hair=float(rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age) * (rng.uniform(0.2, 1.0) if deep else 1.0)),
         speckle=float(fine * rng.uniform(0.3, 1.0)),
         grain=fine,
         mottle=float(rng.uniform(0.03, 0.1)),

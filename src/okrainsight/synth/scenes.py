@@ -71,7 +71,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-9"
+RENDERER_VERSION = "okrainsight-synth-10"
 
 
 @dataclass
