@@ -246,7 +246,7 @@ def test_config_file_and_cli_override(tmp_path: Path) -> None:
 
 def test_shipped_configs_parse() -> None:
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("default.yaml", "smoke.yaml", "default-gpu.yaml"):
+    for name in ("default.yaml", "smoke.yaml", "default-gpu.yaml", "default-round8.yaml"):
         cfg = make_config(root / name)
         assert cfg.epochs >= 1 and min(cfg.input_size) >= 16
 

@@ -71,6 +71,21 @@ def link_real_negatives(source: Path, folder: Path) -> list[str]:
     return used
 
 
+def link_pod_photos(source: Path, folder: Path, stems: list[str]) -> Path:
+    """Symlink the named photos of ``source`` (``images/`` + ``masks/``) into ``folder``; return it."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        images = [p for p in (source / "images").iterdir() if p.stem == stem]
+        mask = source / "masks" / f"{stem}.png"
+        if not images or not mask.is_file():
+            raise SystemExit(f"{source}: no photo with a mask named {stem!r}")
+        for src, sub in ((images[0], "images"), (mask, "masks")):
+            if not (folder / sub / src.name).exists():
+                os.symlink(src.resolve(), folder / sub / src.name)
+    return folder
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/default"))
@@ -86,7 +101,19 @@ def main() -> int:
         help="labelled real photographs (images/ + masks/) to paste pods from (okra synth --pods)",
     )
     ap.add_argument("--pod-fraction", type=float, default=0.2)
+    ap.add_argument(
+        "--pod-stems",
+        default=None,
+        help="only these photos of --pods, comma-separated stems (linked into OUT-pods/), "
+        "e.g. white_01,white_04_bunch",
+    )
     args = ap.parse_args()
+    if args.pods is not None and not args.pods.is_dir():
+        print(f"{args.pods}: no such folder; rendering without real pods", file=sys.stderr)
+        args.pods = None
+    if args.pods is not None and args.pod_stems:
+        pods_dir = args.out.parent / (args.out.name + "-pods")
+        args.pods = link_pod_photos(args.pods, pods_dir, args.pod_stems.split(","))
 
     bgs = args.out.parent / (args.out.name + "-backgrounds")
     samples = write_skimage_backgrounds(bgs)

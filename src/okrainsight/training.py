@@ -30,6 +30,7 @@ import io
 import logging
 import math
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -615,6 +616,8 @@ def train(cfg: TrainConfig) -> Path:
     atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # the module's on_after_batch_transfer (augmentation on the device) is meant to win over the data module's
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     dm = OkraDataModule(cfg)
     dm.setup("fit")
     assert dm.train_set is not None and dm.val_set is not None
