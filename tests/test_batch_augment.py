@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from okrainsight.batch_augment import augment_batch, photometric, sampling_grid
+from okrainsight.batch_augment import augment_batch, photometric, rank_seed, sampling_grid
 from okrainsight.imageio import write_image, write_mask
 from okrainsight.torchdata import AugmentConfig, OkraSegmentationDataset
 
@@ -73,6 +73,35 @@ def test_full_crop_without_turns_or_flips_is_a_resize() -> None:
     plain = sampling_grid(2, (20, 40), (20, 40), cfg, torch.Generator().manual_seed(3))
     mirrored = sampling_grid(2, (20, 40), (20, 40), flips, torch.Generator().manual_seed(3))
     assert torch.allclose(mirrored, plain.flip(2), atol=1e-5)  # the same crop, read right to left
+    assert plain.abs().max() <= 1.0 + 1e-6  # a 2:1 photo too: never beyond its edges without rotation
+
+
+def test_rotations_keep_right_angles_in_pixels_on_a_wide_photo() -> None:
+    # output axes, mapped into the photo's pixels (x * W / 2, y * H / 2), stay perpendicular and
+    # keep the crop's aspect: a width/height mix-up in the normalisation would shear them
+    H, W, h, w = 288, 384, 200, 256
+    cfg = AugmentConfig(hflip=0, vflip=0, rotation=40, scale=(0.3, 0.9))
+    grid = sampling_grid(16, (H, W), (h, w), cfg, torch.Generator().manual_seed(4)).double()
+    px = grid * torch.tensor([W / 2, H / 2], dtype=torch.float64)
+    along_x = px[:, 0, -1] - px[:, 0, 0]  # one output row, left to right
+    along_y = px[:, -1, 0] - px[:, 0, 0]  # one output column, top to bottom
+    cos = (along_x * along_y).sum(-1) / (along_x.norm(dim=-1) * along_y.norm(dim=-1))
+    assert cos.abs().max() < 1e-4
+    turned = torch.atan2(along_x[:, 1], along_x[:, 0]).abs() > 0.05
+    assert 2 <= int(turned.sum()) <= 14  # about half of them rotated
+
+
+def test_each_ddp_rank_gets_its_own_repeatable_stream() -> None:
+    seeds = [rank_seed(0, r) for r in range(8)] + [rank_seed(1, r) for r in range(8)]
+    assert len(set(seeds)) == 16 and rank_seed(3, 2) == rank_seed(3, 2)
+    mask = blobs(4, 40, 40, seed=3)
+    image = (mask * 255).repeat(1, 3, 1, 1)
+
+    def draw(rank: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(rank_seed(0, rank))
+        return augment_batch(image, mask, mask, (32, 32), GEOMETRY_ONLY, (0.0,) * 3, (1.0,) * 3, gen)[1]
+
+    assert not torch.equal(draw(0), draw(1)) and torch.equal(draw(1), draw(1))
 
 
 def test_photometry_keeps_range_and_leaves_grey_grey_without_jitter() -> None:
@@ -81,6 +110,9 @@ def test_photometry_keeps_range_and_leaves_grey_grey_without_jitter() -> None:
         grey, AugmentConfig(color_jitter=0, hue=0, blur=0.9, noise=0), torch.Generator().manual_seed(0)
     )
     assert torch.allclose(out, grey, atol=1e-5)  # a blur of a flat image changes nothing
+    rgb0 = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    hue_only = AugmentConfig(color_jitter=0, hue=0.2, blur=0, noise=0)  # as the loader: no jitter, no hue
+    assert torch.equal(photometric(rgb0, hue_only, torch.Generator().manual_seed(0)), rgb0)
     rgb = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     jittered = photometric(
         rgb, AugmentConfig(color_jitter=0.4, hue=0.1, blur=0.5, noise=0.05), torch.Generator().manual_seed(2)

@@ -12,7 +12,7 @@ set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDER_S:-110}; ACCEL=${ACCEL:-gpu}
 WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}
-W=${WORK:-/tmp/okw}; rm -rf $W; mkdir -p $W $OUT/A $OUT/B
+W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
 exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 CPUS=$($PY -c "import os; print(os.cpu_count())"); PER=$(( CPUS / 2 - 1 )); [ $PER -lt 1 ] && PER=1
@@ -22,8 +22,8 @@ $PY -c "import sys,torch,lightning,torchvision;print('python',sys.version.split(
 
 el render
 DATA=(--out $W/data --seed 7 --size 384x288)
-[ -n "${NEGS:-}" ] && DATA+=(--negatives $NEGS)
-[ -n "${PODS:-}" ] && DATA+=(--pods $PODS --pod-fraction ${POD_FRACTION:-0.2})
+[ -n "${NEGS:-}" ] && DATA+=(--negatives "$NEGS")
+[ -n "${PODS:-}" ] && DATA+=(--pods "$PODS" --pod-fraction "${POD_FRACTION:-0.2}")
 # renderer v9 on 16 cores: about 80-110 images per second once its workers have started
 N=${N:-9000}; el "rendering $N (at most $(( RENDER_S * 2 )) s)"
 timeout $(( RENDER_S * 2 )) $PY tools/prepare_default_data.py "${DATA[@]}" --n $N > $W/render.log 2>&1; tail -c 300 $W/render.log
@@ -42,12 +42,13 @@ PY
 s=$(date +%s)
 timeout 240 $PY -m okrainsight train $W/data --out $W/smoke "${common[@]}" --config $W/smoke.yaml --epochs 1 --devices 1 --strategy ddp --precision ${PREC:-bf16-mixed} 2>&1 | grep -vi "warn" | tail -4
 took=$(( $(date +%s) - s ))
+[ -s $W/smoke/card.json ] || { el "the smoke run wrote no card: stopping (see above)"; exit 1; }
 $PY - <<PY
 import json; c = json.load(open("$W/smoke/card.json")); t = c["extra"]["training"]
 print("SMOKE card:", {k: t[k] for k in ("accelerator", "devices", "strategy", "precision", "augment_on")}, "metrics", c["metrics"])
 PY
 ntrain=$($PY -c "import json;print(json.load(open('$W/smoke/card.json'))['extra']['split_sizes']['train'])")
-left=$(( BUDGET - ($(date +%s) - t0) - 45 ))
+left=$(( BUDGET - ($(date +%s) - t0) - 45 )); [ $left -lt 60 ] && left=60
 # steady-state rate from the TensorBoard step times of the smoke run (its own loader of PER workers); two runs share the GPU
 EPOCHS=$($PY - <<PY
 import glob, sys

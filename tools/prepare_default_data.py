@@ -75,7 +75,9 @@ def link_pod_photos(source: Path, folder: Path, stems: list[str]) -> Path:
     """Symlink the named photos of ``source`` (``images/`` + ``masks/``) into ``folder``; return it."""
     for sub in ("images", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    for stem in stems:
+        for old in (folder / sub).iterdir():  # links of an earlier --pod-stems
+            old.unlink()
+    for stem in (s.strip() for s in stems if s.strip()):
         images = [p for p in (source / "images").iterdir() if p.stem == stem]
         mask = source / "masks" / f"{stem}.png"
         if not images or not mask.is_file():

@@ -12,14 +12,17 @@ transform for a whole batch at once, on the GPU (or the CPU in tests):
   degrees), a random resized crop (area share ``scale``, aspect 3:4 to 4:3) scaled to the
   network input, horizontal and vertical flips. The image and the soft map are sampled
   bilinearly, the hard mask by nearest neighbour; outside the photo all three are 0;
-* photometry (image only), with probability 0.8 brightness, contrast and saturation
-  factors in ``[1 - color_jitter, 1 + color_jitter]`` and a hue turn of up to ``hue`` of a
-  full turn (a rotation of the YIQ chroma plane, close to torchvision's HSV hue shift),
-  a Gaussian blur (5x5, sigma 0.1-1.5, probability ``blur``), Gaussian noise (sigma
-  ``noise``, probability 0.5), then normalisation.
+* photometry (image only; no colour change without ``color_jitter``, as in the loader):
+  with probability 0.8 brightness, contrast and saturation factors in
+  ``[1 - color_jitter, 1 + color_jitter]`` and a hue turn of up to ``hue`` of a full turn
+  (a rotation of the YIQ chroma plane, close to torchvision's HSV hue shift); a Gaussian
+  blur (5x5, sigma 0.1-1.5, probability ``blur``), Gaussian noise (sigma ``noise``,
+  probability 0.5), then normalisation.
 
 Coordinates: images are ``(N, C, H, W)``, pixel centres at ``align_corners=False``
-positions of ``grid_sample``.
+positions of ``grid_sample``. Unlike the loader's resize, the bilinear sampling has no
+antialiasing (renders shrink by at most about 1.5x into a 256x256 input). Under DDP each
+process draws from its own generator (:func:`rank_seed`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ from okrainsight.torchdata import AugmentConfig
 _RGB2YIQ = torch.tensor(
     [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float32
 )
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Seed of the device augmentation of process ``rank`` (DDP): one stream per rank, all repeatable.
+
+    ``seed_everything`` gives every rank the same torch seed; without this every GPU would
+    draw the same crops, flips and colours for its share of the batch.
+    """
+    return (int(seed) * 1_000_003 + 7_919 * (int(rank) + 1)) % (2**63 - 1)
 
 
 def _uniform(
@@ -107,7 +120,7 @@ def photometric(
 ) -> torch.Tensor:
     """Colour jitter, blur and noise of float RGB ``img`` ``(N, 3, H, W)`` in ``[0, 1]``; same range out."""
     n, device, a = img.shape[0], img.device, augment
-    if a.color_jitter > 0 or a.hue > 0:
+    if a.color_jitter > 0:  # as the loader: no ColorJitter (hue included) without color_jitter
         on = _chance(n, 0.8, generator, device)
         cj = float(a.color_jitter)
 
@@ -127,8 +140,7 @@ def photometric(
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
             rot[:, 2, 1], rot[:, 2, 2] = torch.sin(angle), torch.cos(angle)
-            to_yiq = _RGB2YIQ.to(device)
-            mix = torch.linalg.inv(to_yiq)[None] @ rot @ to_yiq[None]  # (N, 3, 3) RGB -> RGB
+            mix = _YIQ2RGB.to(device)[None] @ rot @ _RGB2YIQ.to(device)[None]  # (N, 3, 3) RGB -> RGB
             img = torch.einsum("nij,njhw->nihw", mix, img).clamp(0, 1)
     if a.blur > 0:
         sigma = torch.where(
@@ -180,4 +192,4 @@ def augment_batch(
     return (img - m) / s, hard, prob
 
 
-__all__ = ["augment_batch", "photometric", "sampling_grid"]
+__all__ = ["augment_batch", "photometric", "rank_seed", "sampling_grid"]

@@ -340,8 +340,14 @@ class SegmentationModule(L.LightningModule):
         """Augment raw (uint8) training batches on the device when ``device_augment`` is set."""
         spec = self.hparams.get("device_augment")
         if spec and isinstance(batch, dict) and batch["image"].dtype == torch.uint8:
-            from okrainsight.batch_augment import augment_batch
+            from okrainsight.batch_augment import augment_batch, rank_seed
 
+            gen = getattr(self, "_augment_generator", None)
+            if gen is None or gen.device != batch["image"].device:
+                gen = torch.Generator(device=batch["image"].device)
+                rank = self.trainer.global_rank if self._trainer is not None else 0
+                gen.manual_seed(rank_seed(int(spec.get("seed", 0)), rank))
+                self._augment_generator = gen
             batch = dict(batch)
             batch["image"], batch["mask"], batch["soft"] = augment_batch(
                 batch["image"],
@@ -351,6 +357,7 @@ class SegmentationModule(L.LightningModule):
                 AugmentConfig(**spec["augment"]),
                 spec["mean"],
                 spec["std"],
+                gen,
             )
         return batch
 
@@ -646,6 +653,7 @@ def train(cfg: TrainConfig) -> Path:
                 "out_hw": [cfg.input_size[1], cfg.input_size[0]],
                 "mean": list(cfg.mean),
                 "std": list(cfg.std),
+                "seed": cfg.seed,
             }
             if cfg.augment_on == "device"
             else None
