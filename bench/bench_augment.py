@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,9 +28,12 @@ from okrainsight.batch_augment import augment_batch
 from okrainsight.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from okrainsight.synth import render_dataset
 from okrainsight.torchdata import AugmentConfig, OkraSegmentationDataset
+from okrainsight.training import make_config
 
-#: the augmentation strengths of configs/default.yaml and configs/default-gpu.yaml
-AUGMENT = AugmentConfig(scale=(0.15, 1.0))
+#: the augmentation strengths of the GPU recipe (configs/default-gpu.yaml)
+AUGMENT = AugmentConfig(
+    **make_config(Path(__file__).resolve().parents[1] / "configs" / "default-gpu.yaml").augment
+)
 
 
 def per_item_ms(ds: OkraSegmentationDataset, n: int) -> float:

@@ -32,12 +32,11 @@ ls $W/data/images | wc -l; cp $W/data/recipe.json $OUT/recipe.json
 
 el smoke-ddp-bf16
 common=(--accelerator $ACCEL --batch-size $BATCH --lr $LR --workers $PER)
-printf 'limit_train_batches: %s\nlimit_val_batches: 4\n' ${SMOKE_BATCHES:-60} > $W/smoke.yaml
-$PY - <<PY
-import yaml; c = yaml.safe_load(open("configs/default-gpu.yaml")); c.update(yaml.safe_load(open("$W/smoke.yaml")))
-yaml.safe_dump(c, open("$W/smoke.yaml", "w")); c.pop("limit_train_batches"); c.pop("limit_val_batches")
-c.update(arch_kwargs=yaml.safe_load("$WIDE_KWARGS"))
-yaml.safe_dump(c, open("$W/wide.yaml", "w"))
+$PY - <<PY  # the GPU recipe, cut to a few batches (smoke) and widened (run B)
+import yaml
+c = yaml.safe_load(open("configs/default-gpu.yaml"))
+yaml.safe_dump({**c, "limit_train_batches": ${SMOKE_BATCHES:-60}, "limit_val_batches": 4}, open("$W/smoke.yaml", "w"))
+yaml.safe_dump({**c, "arch_kwargs": yaml.safe_load("$WIDE_KWARGS")}, open("$W/wide.yaml", "w"))
 PY
 s=$(date +%s)
 timeout 240 $PY -m okrainsight train $W/data --out $W/smoke "${common[@]}" --config $W/smoke.yaml --epochs 1 --devices 1 --strategy ddp --precision ${PREC:-bf16-mixed} 2>&1 | grep -vi "warn" | tail -4

@@ -42,6 +42,11 @@ _RGB2YIQ = torch.tensor(
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 
 
+def _luma(img: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` luma (YIQ's Y) of float RGB ``(N, 3, H, W)``."""
+    return torch.einsum("c,nchw->nhw", _RGB2YIQ[0].to(img.device, img.dtype), img)[:, None]
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of the device augmentation of process ``rank`` (DDP): one stream per rank, all repeatable.
 
@@ -127,13 +132,11 @@ def photometric(
         def factor() -> torch.Tensor:
             return torch.where(on, _uniform(n, 1 - cj, 1 + cj, generator, device), 1.0)[:, None, None, None]
 
-        img = (img * factor()).clamp(0, 1)
-        grey = (img * _RGB2YIQ[0].to(device)[None, :, None, None]).sum(1, keepdim=True)
-        img = ((img - grey.mean((2, 3), keepdim=True)) * factor() + grey.mean((2, 3), keepdim=True)).clamp(
-            0, 1
-        )
-        grey = (img * _RGB2YIQ[0].to(device)[None, :, None, None]).sum(1, keepdim=True)
-        img = ((img - grey) * factor() + grey).clamp(0, 1)
+        img = (img * factor()).clamp(0, 1)  # brightness
+        mean = _luma(img).mean((2, 3), keepdim=True)
+        img = ((img - mean) * factor() + mean).clamp(0, 1)  # contrast about the image's mean luma
+        grey = _luma(img)
+        img = ((img - grey) * factor() + grey).clamp(0, 1)  # saturation about each pixel's luma
         if a.hue > 0:
             angle = torch.where(on, _uniform(n, -a.hue, a.hue, generator, device), 0.0) * (2 * math.pi)
             rot = torch.zeros(n, 3, 3, device=device)

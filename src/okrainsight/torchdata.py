@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -228,10 +229,13 @@ class OkraSegmentationDataset(Dataset):
                 samples.append(Sample(f"neg:{p.stem}", p, None, None))
         self.samples = samples
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
-        self.transform = build_transform(self.size_wh, mean, std, train=train, augment=augment)
         self.raw_canvas = (int(raw_canvas[0]), int(raw_canvas[1])) if raw_canvas else None
-        self.jpeg = augment.jpeg if augment is not None else AugmentConfig().jpeg
-        self.jpeg_quality = augment.jpeg_quality if augment is not None else AugmentConfig().jpeg_quality
+        self.augment = augment or AugmentConfig()
+        self.transform = (
+            build_transform(self.size_wh, mean, std, train=train, augment=augment)
+            if raw_canvas is None
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -265,15 +269,13 @@ class OkraSegmentationDataset(Dataset):
 
     def _raw_item(self, s: Sample, image: np.ndarray, mask: np.ndarray, soft: np.ndarray) -> dict[str, Any]:
         """Canvas-size uint8 maps for augmentation on the device (``raw_canvas``)."""
-        import cv2
-
         w, h = self.raw_canvas  # type: ignore[misc]
         if image.shape[:2] != (h, w):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
             soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
-        if self.jpeg > 0 and float(torch.rand(())) < self.jpeg:
-            lo, hi = self.jpeg_quality
+        if self.augment.jpeg > 0 and float(torch.rand(())) < self.augment.jpeg:
+            lo, hi = self.augment.jpeg_quality
             quality = int(torch.randint(int(lo), int(hi) + 1, ()))
             _, buf = cv2.imencode(
                 ".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]

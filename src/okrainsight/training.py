@@ -199,8 +199,10 @@ def _validate(cfg: TrainConfig, src: str) -> None:
         problems.append("lr must be positive")
     if cfg.augment_on not in AUGMENT_ON:
         problems.append(f"augment_on must be one of {', '.join(AUGMENT_ON)}")
-    if min(cfg.input_size) < 16 or min(cfg.canvas_size) < 16:
+    if min(cfg.input_size) < 16:
         problems.append("input_size must be at least 16x16")
+    if min(cfg.canvas_size) < 16:
+        problems.append("canvas_size must be at least 16x16")
     if len(cfg.mean) != 3 or len(cfg.std) != 3 or min(cfg.std) <= 0:
         problems.append("mean and std need 3 values each, std positive")
     if not 0 < cfg.threshold < 1:
@@ -330,6 +332,7 @@ class SegmentationModule(L.LightningModule):
         self.model = create_student(arch, **arch_kwargs)
         freeze_parameters(self.model, freeze or [], batchnorm=freeze_batchnorm)
         self.criterion = SegmentationLoss(LossConfig(**loss))
+        self.device_augment_config = AugmentConfig(**device_augment["augment"]) if device_augment else None
         self.val_iou = BinaryJaccardIndex(threshold=threshold)
         self.val_dice = BinaryF1Score(threshold=threshold)
 
@@ -339,7 +342,11 @@ class SegmentationModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment raw (uint8) training batches on the device when ``device_augment`` is set."""
         spec = self.hparams.get("device_augment")
-        if spec and isinstance(batch, dict) and batch["image"].dtype == torch.uint8:
+        if (
+            self.device_augment_config is not None
+            and isinstance(batch, dict)
+            and batch["image"].dtype == torch.uint8
+        ):
             from okrainsight.batch_augment import augment_batch, rank_seed
 
             gen = getattr(self, "_augment_generator", None)
@@ -354,7 +361,7 @@ class SegmentationModule(L.LightningModule):
                 batch["mask"],
                 batch["soft"],
                 tuple(spec["out_hw"]),
-                AugmentConfig(**spec["augment"]),
+                self.device_augment_config,
                 spec["mean"],
                 spec["std"],
                 gen,
@@ -623,8 +630,6 @@ def train(cfg: TrainConfig) -> Path:
     atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # the module's on_after_batch_transfer (augmentation on the device) is meant to win over the data module's
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     dm = OkraDataModule(cfg)
     dm.setup("fit")
     assert dm.train_set is not None and dm.val_set is not None
@@ -694,7 +699,10 @@ def train(cfg: TrainConfig) -> Path:
         enable_model_summary=cfg.progress,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
+    with warnings.catch_warnings():
+        # the module's on_after_batch_transfer (device augmentation) is meant to win over the data module's
+        warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
     if not trainer.is_global_zero:
         return run
 
