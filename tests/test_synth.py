@@ -475,3 +475,38 @@ def test_camera_sometimes_renders_vivid_colour() -> None:
     vivid = sum(r > 1.12 for r in ratios)
     assert 20 <= vivid <= 55  # 39 of 100 measured; white balance, exposure and the tone curve alone: 0
     assert min(ratios) > 0.9
+
+
+def test_some_pods_are_dull_grey_green() -> None:
+    # renderer v11: a real market basket's pods sit at hue 115 degrees, saturation 0.46, value 0.5
+    # (median), bluer and greyer than any green or deep-green pod of v10
+    from okrainsight.synth.pods import pod_material, sample_pod_attributes
+
+    rng = np.random.default_rng(0)
+    pods = [sample_pod_attributes(rng, 100.0) for _ in range(2000)]
+    grey = [p for p in pods if p["variety"] == "grey"]
+    assert 0.12 < len(grey) / len(pods) < 0.22  # 0.96 x 0.7 x 0.25 = 0.17 expected
+    assert max(p["sat"] for p in grey) <= 0.55
+    assert max(p["hue"] for p in grey) > 125  # bluer than v10's greens (at most 118)
+    assert min(p["hue"] for p in grey) >= 98 - 16  # age yellows by at most 16 degrees
+    green = [p for p in pods if p["variety"] == "green"]
+    assert np.median([p["sat"] for p in grey]) < np.median([p["sat"] for p in green]) - 0.15
+    # matte like every pod (a waxy sheen made real cucumbers look like okra to the students)
+    assert all(pod_material(p, rng).specular <= 0.2 for p in grey[:20])
+
+
+def test_camera_sometimes_casts_a_strong_cool_or_warm_tint() -> None:
+    # renderer v11: 15% of photos get a white-balance cast of 5-12% on red and blue on top of the
+    # usual small one (sd 4%), both ways
+    from okrainsight.synth.camera import apply_camera
+
+    flat = np.full((48, 48, 3), 0.45, np.float32)
+    casts = []
+    for i in range(300):
+        u8 = apply_camera(flat, np.random.default_rng(i)).astype(np.float64)
+        r, b = u8[12:36, 12:36, 0].mean(), u8[12:36, 12:36, 2].mean()
+        casts.append(np.log(r / b))
+    casts = np.array(casts)
+    strong = np.abs(casts) > 0.2  # |wb| beyond about 0.1: about 1% of draws from the sd-4% shift alone
+    assert 12 <= strong.sum() <= 60  # 34 of 300 measured (20 warm, 14 cool)
+    assert (casts[strong] > 0).any() and (casts[strong] < 0).any()

@@ -23,7 +23,8 @@ def saturate(img: np.ndarray, gain: float) -> np.ndarray:
 def apply_camera(img: np.ndarray, rng: np.random.Generator, *, strength: float = 1.0) -> np.ndarray:
     """Turn a float32 ``(H, W, 3)`` RGB scene (about 0..1) into a uint8 photo.
 
-    Knobs (each random per image): white balance shift (colour temperature), exposure
+    Knobs (each random per image): white balance shift (colour temperature; 15 % of photos a
+    strong cool or warm cast, since renderer v11), exposure
     (+-0.5 stop typical), a "vivid" saturation boost (35 %, x1.15-1.6, as phone picture
     styles and shop-photo retouching do; since renderer v10), contrast curve, defocus blur
     (30 %), motion blur (12 %), vignetting (50 %), sensor noise, JPEG compression (70 %,
@@ -33,6 +34,8 @@ def apply_camera(img: np.ndarray, rng: np.random.Generator, *, strength: float =
     h, w = img.shape[:2]
     res = max(h, w) / 512.0
     wb = rng.normal(0, 0.04 * strength)
+    if rng.random() < 0.15 * strength:  # v11: a strong cool or warm cast (shade, tungsten, cheap phones)
+        wb += float(rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.12))
     gain = np.float32(2.0 ** rng.normal(0.05, 0.25 * strength))
     out = img * (np.array([1 + wb, 1.0, 1 - wb], np.float32) * gain)
     if rng.random() < 0.35 * strength:

@@ -37,6 +37,8 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
     length = scale * (0.8 + 0.5 * age) * rng.uniform(0.85, 1.15)
     width = length * rng.uniform(0.12, 0.19) * (1 + 0.1 * age)
     variety = "burgundy" if rng.random() < 0.04 else ("deep" if rng.random() < 0.3 else "green")
+    if variety == "green" and rng.random() < 0.25:
+        variety = "grey"
     # Market okra is a bright, saturated grass green (photographed: hue 84-94 degrees, saturation
     # 0.45-0.85, value 0.4-0.65 over the pod); age dulls and yellows it a little.
     if variety == "burgundy":
@@ -45,6 +47,10 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         # v10: darker and more saturated, as shop photos of dark pods are (white_02: pixel
         # saturation 0.87, value 0.37 over the pod)
         hue, sat, val = rng.uniform(86, 118), rng.uniform(0.65, 0.97), rng.uniform(0.35, 0.6)
+    elif variety == "grey":
+        # v11: dull blue-grey green with a waxy sheen, as in cool-lit market baskets (a real
+        # basket of pods: median hue 115 degrees, 10-90% 89-156, saturation 0.46, value 0.5)
+        hue, sat, val = rng.uniform(98, 132), rng.uniform(0.3, 0.55), rng.uniform(0.45, 0.78)
     else:
         hue, sat, val = rng.uniform(80, 108), rng.uniform(0.5, 0.88), rng.uniform(0.58, 0.88)
     if variety != "burgundy":
