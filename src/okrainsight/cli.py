@@ -992,6 +992,37 @@ def export_cmd(
         console.print(f"wrote grader CNN into {graded.folder}: {checks}", markup=False)
 
 
+@app.command("average")
+def average_cmd(
+    models: list[str] = typer.Argument(..., help="Two or more run or model folders of one architecture."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Model folder to write (model.safetensors + card.json)."
+    ),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="Comma-separated weight per model, e.g. 2,1 (default: equal)."
+    ),
+) -> None:
+    """Average the weights of fine-tunes of one starting point (a "model soup").
+
+    Runs fine-tuned from the same --init-from with other data or seeds usually average into a
+    model at least as good as each and steadier between runs. The card lists every source;
+    export the result with okra export. Models of different architectures are refused.
+
+    Example:  okra average runs/ft-seed0 runs/ft-seed1 --out runs/soup
+
+    Then:     okra export runs/soup --format onnx --out runs/soup/model.onnx
+    """
+    from okrainsight.average import average_models
+
+    try:
+        w = [float(v) for v in weights.split(",")] if weights else None
+    except ValueError:
+        _exit_on_errors([f"--weights must be comma-separated numbers like 2,1, got {weights!r}"])
+        return
+    folder = average_models(models, out, w)
+    console.print(f"wrote {folder}: the mean of {len(models)} models", markup=False, soft_wrap=True)
+
+
 @app.command("benchmark")
 def benchmark_cmd(
     models: list[str] | None = typer.Option(
