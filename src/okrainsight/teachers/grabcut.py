@@ -59,6 +59,11 @@ def _keep_prompted_components(mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.isin(lab, sorted(keep))
 
 
+#: The box grows over the clicked, background-contrasting region only while that region covers
+#: less than this share of the photo (a larger one means the backdrop is not plain).
+MAX_REACH = 0.4
+
+
 def _salient_region(
     small: np.ndarray, box: tuple[int, int, int, int], axis_band: np.ndarray, min_distance: float = 14.0
 ) -> np.ndarray:
@@ -240,6 +245,20 @@ class GrabCutTeacher(Teacher):
             margin = max(self.expand * spread, self.min_margin * max(sw, sh))
             x0, y0 = pos.min(axis=0) - margin
             x1, y1 = pos.max(axis=0) + margin
+            if self.colour_seed and len(pos):
+                # One click on the middle of a long pod: everything outside the box is fixed as
+                # background, the pod's own far parts included, and GrabCut then learns the pod's
+                # colour as background. Grow the box over the background-contrasting region the
+                # clicks touch (on a plain backdrop: the whole pod), when that region is small.
+                near = np.zeros((sh, sw), np.uint8)
+                for px, py in np.round(pos).astype(int):
+                    cv2.circle(near, (int(px), int(py)), max(2, round(self.band * max(sw, sh))), 1, -1)
+                reach = _salient_region(small, (0, 0, sw - 1, sh - 1), near > 0)
+                if reach.any() and reach.mean() < MAX_REACH:
+                    ys, xs = np.nonzero(reach)
+                    pad = self.min_margin * max(sw, sh)
+                    x0, y0 = min(x0, xs.min() - pad), min(y0, ys.min() - pad)
+                    x1, y1 = max(x1, xs.max() + pad), max(y1, ys.max() + pad)
         x0, y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
         x1, y1 = int(min(sw - 1, np.ceil(x1))), int(min(sh - 1, np.ceil(y1)))
 
