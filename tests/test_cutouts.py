@@ -126,7 +126,9 @@ def test_decoys_of_real_photos_are_never_okra(tmp_path: Path) -> None:
         r, g, b = (scene.image[..., k].astype(int) for k in range(3))
         is_cyan = (g - r > 120) & (b - r > 120)
         inner = cv2.erode(is_cyan.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        assert not (scene.mask > 0)[inner].any()
+        # at most a few soft-edge pixels: a decoy blurred to match the photo lays a cyan fringe
+        # over the pod beneath it (seeds 0-59 of renderer v11: at most 0.3% of the cyan pixels)
+        assert not inner.any() or (scene.mask > 0)[inner].mean() < 0.01
         if (inner & ~scene.distractor_mask).mean() > 0.05:
             # the camera's vivid style (renderer v10) turned a teal backdrop cyan too: colour can't tell
             skipped += 1
