@@ -33,11 +33,12 @@ demo: $(STAMP)
 	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
-# The built-in default model (v0.4), reproducibly: render the data (tools/prepare_default_data.py, with the real pods of
+# The built-in default model (v0.5), reproducibly: render the data (tools/prepare_default_data.py, with the real pods of
 # white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train from scratch
 # (configs/default-gpu.yaml: batches augmented on the GPU; about 5 minutes on one H200, many hours on a CPU), fine-tune
-# on a CPU (configs/default-round8.yaml), install into src/okrainsight/models/default (fp16 weights + ONNX).
-# The shipped run saw renderer v9 in its first step (stopped by its 5-minute cap after 49 of 52 epochs) and v10 in its second.
+# twice on a CPU (configs/default-round8.yaml; other data, other seed), average the two (okra average), install into
+# src/okrainsight/models/default (fp16 weights + ONNX). The shipped model's first step saw renderer v9 (stopped by its
+# 5-minute cap after 49 of 52 epochs); its two fine-tunes saw v10 and v11 (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra
@@ -51,7 +52,12 @@ train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r8 --n 3000 --seed 8 --size 384x288 $(DEFAULT_PODS)
 	$(BIN)/okra train $(DEFAULT_DATA)-r8 --out $(DEFAULT_RUN)-r8 --config configs/default-round8.yaml \
 		--init-from $(DEFAULT_RUN)-gpu
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-r8 --recipe $(DEFAULT_DATA)-r8/recipe.json --zooms 1,2 \
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r10 --n 3000 --seed 10 --size 384x288 $(DEFAULT_PODS)
+	$(BIN)/okra train $(DEFAULT_DATA)-r10 --out $(DEFAULT_RUN)-r10 --config configs/default-round8.yaml \
+		--init-from $(DEFAULT_RUN)-gpu --seed 1
+	$(BIN)/okra average $(DEFAULT_RUN)-r8 $(DEFAULT_RUN)-r10 --out $(DEFAULT_RUN)-avg
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-avg --recipe $(DEFAULT_DATA)-gpu/recipe.json \
+		--recipe $(DEFAULT_DATA)-r8/recipe.json --recipe $(DEFAULT_DATA)-r10/recipe.json --zooms 1,2 \
 		--threshold 0.3 --seed-threshold 0.7
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm

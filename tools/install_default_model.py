@@ -10,7 +10,7 @@ Writes ``src/okrainsight/models/default/``:
 
 Usage::
 
-    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json] \
+    python tools/install_default_model.py runs/default [--recipe data/default/recipe.json ...] \
         [--threshold 0.4] [--seed-threshold 0.85] [--zooms 1,2]
 """
 
@@ -36,7 +36,13 @@ MAX_BYTES = 2 * 1024 * 1024
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="training run folder (card.json + model.safetensors)")
-    ap.add_argument("--recipe", type=Path, default=None, help="recipe.json of the training data")
+    ap.add_argument(
+        "--recipe",
+        type=Path,
+        action="append",
+        default=None,
+        help="recipe.json of the training data; repeat for several steps (keyed by the data folder's name)",
+    )
     ap.add_argument("--name", default="default")
     ap.add_argument("--threshold", type=float, default=None, help="card threshold (default: the run's)")
     ap.add_argument(
@@ -73,8 +79,11 @@ def main() -> int:
             card.zooms = parse_zooms(args.zooms)
         except ValueError as exc:
             raise SystemExit(f"--zooms: {exc}") from exc
-    if args.recipe is not None and args.recipe.is_file():
-        card.extra["training_data_recipe"] = json.loads(args.recipe.read_text())
+    recipes = [r for r in (args.recipe or []) if r.is_file()]
+    if len(recipes) == 1:
+        card.extra["training_data_recipe"] = json.loads(recipes[0].read_text())
+    elif recipes:
+        card.extra["training_data_recipe"] = {r.parent.name: json.loads(r.read_text()) for r in recipes}
 
     out = BUILTIN_DIR / args.name
     with tempfile.TemporaryDirectory(dir=BUILTIN_DIR) as tmp:
