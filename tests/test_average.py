@@ -17,7 +17,13 @@ ARCH = "okra_lraspp_small"
 KW = {"width": 0.5}
 
 
-def _save(folder: Path, seed: int, fingerprint: str | None = "sha256:data", **kw: object) -> Path:
+def _save(
+    folder: Path,
+    seed: int,
+    fingerprint: str | None = "sha256:data",
+    teacher: dict | None = None,
+    **kw: object,
+) -> Path:
     torch.manual_seed(seed)
     model = create_student(ARCH, **(KW | kw)).eval()
     with torch.no_grad():  # distinct batch-norm statistics too, so that buffers are checked
@@ -33,6 +39,8 @@ def _save(folder: Path, seed: int, fingerprint: str | None = "sha256:data", **kw
         name=f"run{seed}",
         data_fingerprint=fingerprint,
         metrics={"val_iou": 0.5 + seed / 10},
+        teacher=teacher,
+        extra={"epochs": seed},
     )
     return save_checkpoint(folder, model, card)
 
@@ -58,8 +66,11 @@ def test_the_mean_of_two_models_is_the_mean_of_their_tensors(tmp_path: Path) -> 
     assert y.shape == (1, 1, 64, 64)
     assert not torch.allclose(sm[floats[0]], sa[floats[0]])
     assert card.name == "run0" and card.metrics == {}
-    assert [s["path"] for s in card.extra["averaged_from"]] == [str(a), str(b)]
+    assert [s["run"] for s in card.extra["averaged_from"]] == ["a", "b"]
     assert [s["metrics"]["val_iou"] for s in card.extra["averaged_from"]] == [0.5, 0.6]
+    # the first model's own training record moves into its entry instead of describing the mean
+    assert set(card.extra) == {"averaged_from"}
+    assert card.extra["averaged_from"][0]["extra"] == {"epochs": 0}
 
 
 def test_weights_are_normalised_and_applied(tmp_path: Path) -> None:
@@ -99,11 +110,31 @@ def test_mismatched_or_missing_models_are_refused(tmp_path: Path, other: dict | 
         assert str(tmp_path / "b") in str(info.value)  # names the model that does not fit
 
 
-@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0]])
+@pytest.mark.parametrize(
+    "weights", [[1.0], [1.0, -1.0], [0.0, 0.0], [float("inf"), 1.0], [float("nan"), 1.0]]
+)
 def test_bad_weights_are_refused(tmp_path: Path, weights: list[float]) -> None:
     a, b = _save(tmp_path / "a", 0), _save(tmp_path / "b", 1)
     with pytest.raises(ModelError, match="weight"):
         average_checkpoints([a, b], weights)
+
+
+def test_teacher_record_is_kept_only_when_all_sources_agree(tmp_path: Path) -> None:
+    sam = {"name": "sam", "checkpoint_sha256": "abc"}
+    a, b = _save(tmp_path / "a", 0, teacher=sam), _save(tmp_path / "b", 1, teacher=sam)
+    assert average_checkpoints([a, b])[1].teacher == sam
+    c = _save(tmp_path / "c", 2, teacher={"name": "grabcut", "checkpoint_sha256": None})
+    mixed = average_checkpoints([a, c])[1]
+    assert mixed.teacher is None
+    assert [s["teacher"]["name"] for s in mixed.extra["averaged_from"]] == ["sam", "grabcut"]
+
+
+def test_average_models_refuses_to_overwrite_a_source(tmp_path: Path) -> None:
+    a, b = _save(tmp_path / "a", 0), _save(tmp_path / "b", 1)
+    before = (a / "model.safetensors").read_bytes()
+    with pytest.raises(ModelError, match="one of the models being averaged"):
+        average_models([a, b], tmp_path / "a")
+    assert (a / "model.safetensors").read_bytes() == before
 
 
 def test_average_models_writes_a_loadable_model_folder(tmp_path: Path) -> None:

@@ -480,19 +480,16 @@ def test_camera_sometimes_renders_vivid_colour() -> None:
 def test_some_pods_are_dull_grey_green() -> None:
     # renderer v11: a real market basket's pods sit at hue 115 degrees, saturation 0.46, value 0.5
     # (median), bluer and greyer than any green or deep-green pod of v10
-    from okrainsight.synth.pods import pod_material, sample_pod_attributes
+    from okrainsight.synth.pods import sample_pod_attributes
 
     rng = np.random.default_rng(0)
     pods = [sample_pod_attributes(rng, 100.0) for _ in range(2000)]
     grey = [p for p in pods if p["variety"] == "grey"]
     assert 0.12 < len(grey) / len(pods) < 0.22  # 0.96 x 0.7 x 0.25 = 0.17 expected
-    assert max(p["sat"] for p in grey) <= 0.55
     assert max(p["hue"] for p in grey) > 125  # bluer than v10's greens (at most 118)
     assert min(p["hue"] for p in grey) >= 98 - 16  # age yellows by at most 16 degrees
     green = [p for p in pods if p["variety"] == "green"]
     assert np.median([p["sat"] for p in grey]) < np.median([p["sat"] for p in green]) - 0.15
-    # matte like every pod (a waxy sheen made real cucumbers look like okra to the students)
-    assert all(pod_material(p, rng).specular <= 0.2 for p in grey[:20])
 
 
 def test_camera_sometimes_casts_a_strong_cool_or_warm_tint() -> None:

@@ -79,10 +79,16 @@ def main() -> int:
             card.zooms = parse_zooms(args.zooms)
         except ValueError as exc:
             raise SystemExit(f"--zooms: {exc}") from exc
-    recipes = [r for r in (args.recipe or []) if r.is_file()]
-    if len(recipes) == 1:
+    recipes = list(args.recipe or [])
+    missing = [str(r) for r in recipes if not r.is_file()]
+    if missing:
+        raise SystemExit(f"--recipe: no such file: {', '.join(missing)}")
+    names = [r.parent.name for r in recipes]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--recipe: two recipes from folders of one name ({', '.join(names)})")
+    if len(recipes) == 1:  # one recipe as it is (the cards of v0.4 and before)
         card.extra["training_data_recipe"] = json.loads(recipes[0].read_text())
-    elif recipes:
+    elif recipes:  # several: keyed by their data folder's name
         card.extra["training_data_recipe"] = {r.parent.name: json.loads(r.read_text()) for r in recipes}
 
     out = BUILTIN_DIR / args.name

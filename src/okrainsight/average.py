@@ -9,14 +9,18 @@ that the architectures match, not that the starting point was shared.
 
 Every floating-point tensor of the state dicts (weights and batch-norm running statistics) is
 averaged with the given weights; integer buffers (batch-norm step counters) are taken from the
-first model. The card is the first model's, with its metrics cleared (they described one
-model, not the mean), a data fingerprint derived from all of theirs, and
-``extra["averaged_from"]`` listing each source (folder, weight, fingerprint, metrics).
+first model. The card keeps the first model's architecture, input, normalisation, threshold
+and tiling; its metrics are cleared (they described one model, not the mean), its data
+fingerprint is derived from all of theirs, its teacher record is kept only when every source
+has the same one, and ``extra`` holds only ``averaged_from``: per source its run folder's name,
+weight, card name, fingerprint, metrics, teacher record and ``extra`` (training config, best
+epoch ...).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,7 +69,7 @@ def average_checkpoints(
     w = [1.0] * len(paths) if weights is None else [float(v) for v in weights]
     if len(w) != len(paths):
         raise ModelError(f"got {len(w)} weights for {len(paths)} models; give one weight per model")
-    if any(v < 0 or v != v for v in w) or sum(w) <= 0:
+    if any(v < 0 or not math.isfinite(v) for v in w) or sum(w) <= 0:
         raise ModelError(f"weights must be non-negative with a positive sum, got {w}")
     total = sum(w)
     w = [v / total for v in w]
@@ -101,17 +105,22 @@ def average_checkpoints(
     out.metrics = {}
     out.created = ""
     out.data_fingerprint = _fingerprint(cards, w)
-    out.extra = dict(out.extra)
-    out.extra["averaged_from"] = [
-        {
-            "path": os.fspath(p),
-            "weight": wi,
-            "name": c.name,
-            "data_fingerprint": c.data_fingerprint,
-            "metrics": c.metrics,
-        }
-        for p, wi, c in zip(paths, w, cards, strict=True)
-    ]
+    out.teacher = card.teacher if all(c.teacher == card.teacher for c in cards) else None
+    # what described one source (its training config, best epoch, split) moves into its entry
+    out.extra = {
+        "averaged_from": [
+            {
+                "run": Path(p).name,
+                "weight": wi,
+                "name": c.name,
+                "data_fingerprint": c.data_fingerprint,
+                "metrics": c.metrics,
+                "teacher": c.teacher,
+                "extra": c.extra,
+            }
+            for p, wi, c in zip(paths, w, cards, strict=True)
+        ]
+    }
     return base, out
 
 
@@ -122,5 +131,9 @@ def average_models(
 ) -> Path:
     """Average ``paths`` (see :func:`average_checkpoints`) and save the result as a model folder
     (``model.safetensors`` + ``card.json``) in ``out``; returns the folder."""
+    target = Path(out).resolve()
+    for p in paths:
+        if Path(p).resolve() == target:
+            raise ModelError(f"{out}: is one of the models being averaged; write the mean to a new folder")
     model, card = average_checkpoints(paths, weights)
     return save_checkpoint(out, model, card)

@@ -48,8 +48,9 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         # saturation 0.87, value 0.37 over the pod)
         hue, sat, val = rng.uniform(86, 118), rng.uniform(0.65, 0.97), rng.uniform(0.35, 0.6)
     elif variety == "grey":
-        # v11: dull blue-grey green with a waxy sheen, as in cool-lit market baskets (a real
-        # basket of pods: median hue 115 degrees, 10-90% 89-156, saturation 0.46, value 0.5)
+        # v11: dull blue-grey green, as in cool-lit market baskets (a real basket of pods: median
+        # hue 115 degrees, 10-90% 89-156, saturation 0.46, value 0.5); matte like every pod (a
+        # draft's waxy sheen made a real cucumber heap okra to the students)
         hue, sat, val = rng.uniform(98, 132), rng.uniform(0.3, 0.55), rng.uniform(0.45, 0.78)
     else:
         hue, sat, val = rng.uniform(80, 108), rng.uniform(0.5, 0.88), rng.uniform(0.58, 0.88)

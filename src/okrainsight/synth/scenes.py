@@ -6,7 +6,7 @@
 * ``shop``: 2-5 large pods in a loose row or fan on white, often cut by the frame (close shop photos);
 * ``bunch``: 2-6 pods side by side on white, as in shop photos;
 * ``plate``, ``wood``, ``cloth``, ``paper``, ``board``: 1-8 pods on everyday surfaces;
-* ``pile``: a market pile, 12-30 overlapping pods, many cut by the frame;
+* ``pile``: a market pile, 16-180 overlapping pods, many cut by the frame;
 * ``hands``: pods on a surface with one or two hands over them;
 * ``plant``: pods upright on a stem among leaves, with the yellow okra flower;
 * ``negative``: no okra at all, distractors only;

@@ -59,6 +59,9 @@ def _keep_prompted_components(mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.isin(lab, sorted(keep))
 
 
+#: Recorded in every label's provenance: 2 since one click's box grows over the clicked region.
+GRABCUT_VERSION = 2
+
 #: The box grows over the clicked, background-contrasting region only while that region covers
 #: less than this share of the photo (a larger one means the backdrop is not plain).
 MAX_REACH = 0.4
@@ -177,7 +180,9 @@ class GrabCutTeacher(Teacher):
             copy's longer side.
         smooth: Gaussian sigma (working-copy pixels) that turns the hard cut into a probability.
         colour_seed: also mark as probable foreground the region of background-contrasting
-            colour connected to the clicked axis (reaches calyx caps and tips on plain backgrounds).
+            colour connected to the clicked axis (reaches calyx caps and tips on plain backgrounds);
+            with a single positive click and no box, also grow the box over that region (up to
+            :data:`MAX_REACH` of the photo), so that one click labels a whole lone pod.
         edge_band: width (working-copy pixels) of the band around the cut where the edge is
             re-placed at the colour midpoint between pod and background (0 = off).
         open_frac: drop parts thinner than this share of the object's width (stalks); 0 = off.
@@ -215,6 +220,7 @@ class GrabCutTeacher(Teacher):
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "version": GRABCUT_VERSION,
             "checkpoint_sha256": None,
             "work_size": self.work_size,
             "iterations": self.iterations,
@@ -245,11 +251,12 @@ class GrabCutTeacher(Teacher):
             margin = max(self.expand * spread, self.min_margin * max(sw, sh))
             x0, y0 = pos.min(axis=0) - margin
             x1, y1 = pos.max(axis=0) + margin
-            if self.colour_seed and len(pos):
+            if self.colour_seed and len(pos) == 1:
                 # One click on the middle of a long pod: everything outside the box is fixed as
                 # background, the pod's own far parts included, and GrabCut then learns the pod's
                 # colour as background. Grow the box over the background-contrasting region the
-                # clicks touch (on a plain backdrop: the whole pod), when that region is small.
+                # click touches (on a plain backdrop: the whole pod), when that region is small.
+                # Pods that touch form one region: two clicks (the pod's ends) keep the box tight.
                 near = np.zeros((sh, sw), np.uint8)
                 for px, py in np.round(pos).astype(int):
                     cv2.circle(near, (int(px), int(py)), max(2, round(self.band * max(sw, sh))), 1, -1)
