@@ -19,6 +19,7 @@ epoch ...).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -101,26 +102,26 @@ def average_checkpoints(
     base.eval()
 
     cards = [c for _, c in loaded]
-    out = ModelCard.from_dict(card.to_dict())
-    out.metrics = {}
-    out.created = ""
-    out.data_fingerprint = _fingerprint(cards, w)
-    out.teacher = card.teacher if all(c.teacher == card.teacher for c in cards) else None
-    # what described one source (its training config, best epoch, split) moves into its entry
-    out.extra = {
-        "averaged_from": [
-            {
-                "run": Path(p).name,
-                "weight": wi,
-                "name": c.name,
-                "data_fingerprint": c.data_fingerprint,
-                "metrics": c.metrics,
-                "teacher": c.teacher,
-                "extra": c.extra,
-            }
-            for p, wi, c in zip(paths, w, cards, strict=True)
-        ]
-    }
+    sources = [
+        {
+            "run": Path(p).name,
+            "weight": wi,
+            "name": c.name,
+            "data_fingerprint": c.data_fingerprint,
+            "metrics": c.metrics,
+            "teacher": c.teacher,
+            "extra": c.extra,  # what described one source (training config, best epoch, split)
+        }
+        for p, wi, c in zip(paths, w, cards, strict=True)
+    ]
+    out = dataclasses.replace(
+        card,
+        metrics={},
+        created="",
+        data_fingerprint=_fingerprint(cards, w),
+        teacher=card.teacher if all(c.teacher == card.teacher for c in cards) else None,
+        extra={"averaged_from": sources},
+    )
     return base, out
 
 

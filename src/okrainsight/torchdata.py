@@ -236,6 +236,11 @@ class OkraSegmentationDataset(Dataset):
             if raw_canvas is None
             else None
         )
+        # raw items get the loader's own JPEG step (the rest happens on the device)
+        a = self.augment
+        self.raw_jpeg = (
+            v2.RandomApply([v2.JPEG(tuple(a.jpeg_quality))], p=a.jpeg) if raw_canvas and a.jpeg > 0 else None
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -274,16 +279,11 @@ class OkraSegmentationDataset(Dataset):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
             soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
-        if self.augment.jpeg > 0 and float(torch.rand(())) < self.augment.jpeg:
-            lo, hi = self.augment.jpeg_quality
-            quality = int(torch.randint(int(lo), int(hi) + 1, ()))
-            _, buf = cv2.imencode(
-                ".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
-            )
-            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-        img = torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1)
+        img = torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1).contiguous()
+        if self.raw_jpeg is not None:
+            img = self.raw_jpeg(img)
         return {
-            "image": img.contiguous(),
+            "image": img,
             "mask": torch.from_numpy((mask > 0).astype(np.uint8))[None],
             "soft": torch.from_numpy(np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8))[None],
             "has_soft": torch.tensor(1.0 if s.soft is not None else 0.0),

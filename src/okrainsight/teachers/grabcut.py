@@ -68,26 +68,25 @@ MAX_REACH = 0.4
 
 
 def _salient_region(
-    small: np.ndarray, box: tuple[int, int, int, int], axis_band: np.ndarray, min_distance: float = 14.0
+    lab: np.ndarray, box: tuple[int, int, int, int], axis_band: np.ndarray, min_distance: float = 14.0
 ) -> np.ndarray:
     """Pixels inside ``box`` whose colour stands out from the background and that connect to the
     prompted axis: on a plain background this reaches the parts of a pod the clicks do not
     (calyx cap, stalk, tip). The background colour is the median of the box's outline; the
     distance is in Lab with lightness down-weighted, so grey shadows do not stand out."""
     x0, y0, x1, y1 = box
-    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     roi = lab[y0 : y1 + 1, x0 : x1 + 1]
     if roi.shape[0] < 3 or roi.shape[1] < 3:
-        return np.zeros(small.shape[:2], bool)
+        return np.zeros(lab.shape[:2], bool)
     ring = np.concatenate([roi[0], roi[-1], roi[:, 0], roi[:, -1]])
     bg = np.median(ring, axis=0)
     diff = roi - bg
     dist = np.sqrt((0.08 * diff[..., 0]) ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
-    stand_out = np.zeros(small.shape[:2], np.uint8)
+    stand_out = np.zeros(lab.shape[:2], np.uint8)
     stand_out[y0 : y1 + 1, x0 : x1 + 1] = dist > min_distance
     n, lab_cc = cv2.connectedComponents(stand_out, connectivity=8)
     touching = set(np.unique(lab_cc[axis_band & (stand_out > 0)]).tolist()) - {0}
-    return np.isin(lab_cc, sorted(touching)) if touching else np.zeros(small.shape[:2], bool)
+    return np.isin(lab_cc, sorted(touching)) if touching else np.zeros(lab.shape[:2], bool)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -98,8 +97,9 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return (m | (1 - flood)).astype(bool)[1:-1, 1:-1]
 
 
-def _drop_shadow(small: np.ndarray, mask: np.ndarray, max_chroma: float) -> np.ndarray:
-    """Remove from ``mask`` the pixels that look like the background in shadow: darker than
+def _drop_shadow(lab: np.ndarray, mask: np.ndarray, max_chroma: float) -> np.ndarray:
+    """Remove from ``mask`` the pixels that look like the background in shadow (``lab``: the
+    photo as float32 Lab): darker than
     the background around the mask but of nearly its hue and saturation (Lab a, b within
     ``max_chroma``). Holes this opens inside the object are filled again."""
     m = mask.astype(np.uint8)
@@ -107,7 +107,6 @@ def _drop_shadow(small: np.ndarray, mask: np.ndarray, max_chroma: float) -> np.n
     ring = (cv2.dilate(m, k, iterations=2) - cv2.dilate(m, k)).astype(bool)
     if not ring.any():
         return mask
-    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     bg = np.median(lab[ring], axis=0)
     chroma = np.hypot(lab[..., 1] - bg[1], lab[..., 2] - bg[2])
     shadow = mask & (chroma < max_chroma) & (lab[..., 0] < bg[0])
@@ -128,9 +127,10 @@ def _open_thin_parts(mask: np.ndarray, frac: float) -> np.ndarray:
     return cv2.morphologyEx(m, cv2.MORPH_OPEN, k).astype(bool)
 
 
-def _edge_alpha(small: np.ndarray, mask: np.ndarray, band: int, lightness: float = 1.0) -> np.ndarray:
-    """A soft version of ``mask`` whose edge sits where the colour is halfway between the
-    pod's and the background's (a blurred photo's edge pixels are mixtures of both).
+def _edge_alpha(lab: np.ndarray, mask: np.ndarray, band: int, lightness: float = 1.0) -> np.ndarray:
+    """A soft version of ``mask`` whose edge sits where the colour (``lab``: the photo as
+    float32 Lab) is halfway between the pod's and the background's (a blurred photo's edge
+    pixels are mixtures of both).
 
     Within ``band`` pixels of the cut, each pixel's colour is projected on the line from
     the local background colour to the local foreground colour; the position (0..1) is its
@@ -142,7 +142,7 @@ def _edge_alpha(small: np.ndarray, mask: np.ndarray, band: int, lightness: float
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     inner = cv2.erode(m, k)
     outer = 1 - cv2.dilate(m, k)
-    img = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    img = lab.copy()
     img[..., 0] *= lightness  # shadows differ from the background mostly in lightness
     sigma = 3.0 * band
 
@@ -243,6 +243,8 @@ class GrabCutTeacher(Teacher):
         spts = pts * np.array([fx, fy], np.float32)
         pos = spts[labels == 1]
         neg = spts[labels == 0]
+        # float Lab of the working copy, shared by the colour seed, the shadow and the edge steps
+        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
 
         if bx is not None:
             x0, y0, x1, y1 = bx * np.array([fx, fy, fx, fy], np.float32)
@@ -258,9 +260,9 @@ class GrabCutTeacher(Teacher):
                 # click touches (on a plain backdrop: the whole pod), when that region is small.
                 # Pods that touch form one region: two clicks (the pod's ends) keep the box tight.
                 near = np.zeros((sh, sw), np.uint8)
-                for px, py in np.round(pos).astype(int):
-                    cv2.circle(near, (int(px), int(py)), max(2, round(self.band * max(sw, sh))), 1, -1)
-                reach = _salient_region(small, (0, 0, sw - 1, sh - 1), near > 0)
+                px, py = np.round(pos[0]).astype(int)
+                cv2.circle(near, (int(px), int(py)), max(2, round(self.band * max(sw, sh))), 1, -1)
+                reach = _salient_region(lab, (0, 0, sw - 1, sh - 1), near > 0)
                 if reach.any() and reach.mean() < MAX_REACH:
                     ys, xs = np.nonzero(reach)
                     pad = self.min_margin * max(sw, sh)
@@ -294,7 +296,7 @@ class GrabCutTeacher(Teacher):
                 cv2.circle(fg, (int(x), int(y)), max(1, band // 3), 1, -1)
             seeds[fg > 0] = cv2.GC_FGD
             if self.colour_seed:
-                salient = _salient_region(small, (x0, y0, x1, y1), pr_fg > 0)
+                salient = _salient_region(lab, (x0, y0, x1, y1), pr_fg > 0)
                 seeds[salient & (seeds == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
         else:  # a box alone: GrabCut's classic rectangle mode
             seeds[y0 : y1 + 1, x0 : x1 + 1] = cv2.GC_PR_FGD
@@ -313,7 +315,7 @@ class GrabCutTeacher(Teacher):
         raw = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
         clean = _keep_prompted_components(raw, pos) if len(pos) else raw
         if self.shadow_chroma > 0 and clean.any():
-            clean = _drop_shadow(small, clean, self.shadow_chroma)
+            clean = _drop_shadow(lab, clean, self.shadow_chroma)
             clean = _keep_prompted_components(clean, pos) if len(pos) else clean
         if self.open_frac > 0 and clean.any():
             clean = _open_thin_parts(clean, self.open_frac)
@@ -324,7 +326,7 @@ class GrabCutTeacher(Teacher):
             return cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR) if scale < 1 else soft
 
         soft_clean = (
-            _edge_alpha(small, clean, self.edge_band, self.edge_lightness) if self.edge_band > 0 else clean
+            _edge_alpha(lab, clean, self.edge_band, self.edge_lightness) if self.edge_band > 0 else clean
         )
         prob = np.clip(upsample(soft_clean), 0.0, 1.0).astype(np.float32)
         raw_prob = upsample(raw)
