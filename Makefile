@@ -58,7 +58,7 @@ train-default: $(STAMP)
 	$(BIN)/okra average $(DEFAULT_RUN)-r8 $(DEFAULT_RUN)-r10 --out $(DEFAULT_RUN)-avg
 	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-avg --recipe $(DEFAULT_DATA)-gpu/recipe.json \
 		--recipe $(DEFAULT_DATA)-r8/recipe.json --recipe $(DEFAULT_DATA)-r10/recipe.json --zooms 1,2 \
-		--threshold 0.3 --seed-threshold 0.7
+		--flips h,v,hv --threshold 0.3 --seed-threshold 0.7
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
 # (web/package-lock.json), copied into the package's static files; nothing is fetched from a CDN at run time.

@@ -25,6 +25,7 @@ Usage::
 
     .venv/bin/python bench/bench_accuracy.py --models default runs/other-model --n 120
     .venv/bin/python bench/bench_accuracy.py --models default --zooms 0 1 2 1,2   # tilings side by side
+    .venv/bin/python bench/bench_accuracy.py --models default --flips none h h,v,hv   # flip averaging
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from okrainsight.flips import parse_flips
 from okrainsight.hysteresis import effective_seed_threshold
 from okrainsight.hysteresis import okra_mask as hysteresis_mask
 from okrainsight.imageio import read_image, read_mask, write_image
@@ -169,6 +171,14 @@ def main() -> int:
         help="tilings to compare, each comma-separated (okrainsight.tiling), e.g. --zooms 0 1 1,2 "
         "(default: each card's own)",
     )
+    ap.add_argument(
+        "--flips",
+        nargs="+",
+        default=[None],
+        metavar="F",
+        help="flip averagings to compare, each comma-separated or 'none' (okrainsight.flips), e.g. "
+        "--flips none h,v,hv (default: each card's own)",
+    )
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
@@ -180,10 +190,13 @@ def main() -> int:
     print("| " + " | ".join(cols) + " |")
     print("|---|---:|---:|---|---|---|---|---|")
     cloth = composites(args.real_okra) if args.real_okra.is_dir() else []
-    runs = [(spec, z) for spec in args.models for z in args.zooms]
-    for spec, zoom in runs:
+    runs = [(spec, z, f) for spec in args.models for z in args.zooms for f in args.flips]
+    for spec, zoom, flips in runs:
         seg = Segmenter.from_path(
-            spec, threads=args.threads, zooms=None if zoom is None else parse_zooms(zoom)
+            spec,
+            threads=args.threads,
+            zooms=None if zoom is None else parse_zooms(zoom),
+            flips=None if flips is None else parse_flips(flips),
         )
         if args.threshold is not None:
             seg.card.threshold = args.threshold
@@ -192,7 +205,11 @@ def main() -> int:
         syn = synthetic_scores(seg, args.n, (w, h), args.seed)
         ov = None
         if args.overlays is not None:
-            ov = args.overlays / (Path(spec).name + ("" if zoom is None else f"-zoom{zoom}"))
+            ov = args.overlays / (
+                Path(spec).name
+                + ("" if zoom is None else f"-zoom{zoom}")
+                + ("" if flips is None else f"-flips{flips.replace(',', '')}")
+            )
             ov.mkdir(parents=True, exist_ok=True)
         real = real_scores(seg, args.real_okra, args.negatives, ov)
         ious = real["real_white_iou"]
@@ -213,7 +230,9 @@ def main() -> int:
             else "n/a"
         )
         seed = "" if seg.seed_threshold is None else f", seeds {seg.seed_threshold:g}"
-        name = f"{spec} (zooms {','.join(f'{z:g}' for z in seg.zooms)}, threshold {seg.threshold:g}{seed})"
+        flipped = f", flips {','.join(seg.flips)}" if seg.flips else ""
+        tiles = ",".join(f"{z:g}" for z in seg.zooms)
+        name = f"{spec} (zooms {tiles}{flipped}, threshold {seg.threshold:g}{seed})"
         print(f"| `{name}` | {syn['synthetic_iou']:.3f} | {100 * syn['synthetic_negative_share']:.2f}% "
               f"| {white} | {fmt(held)} | {fmt(seen)} | {cloth_text} | {other} |")  # fmt: skip
         for k, v in sorted(neg.items()):

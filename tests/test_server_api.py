@@ -189,7 +189,8 @@ def test_segment_zoom_parameter_chooses_the_tiling(client: TestClient) -> None:
     assert fine["okra_fraction"] > 0.5 * (108 * 2) / (128 * 512)
     bad = client.post("/api/segment?zoom=0.5", files=files)
     assert bad.status_code == 422 and "zoom" in bad.json()["detail"]
-    assert client.get("/api/health").json()["model"]["zooms"] == [1.0]  # the card names none
+    health = client.get("/api/health").json()["model"]
+    assert health["zooms"] == [1.0] and health["flips"] == []  # the card names neither
 
 
 def test_segment_blank_image_finds_no_okra(client: TestClient) -> None:

@@ -11,7 +11,7 @@ Writes ``src/okrainsight/models/default/``:
 Usage::
 
     python tools/install_default_model.py runs/default [--recipe data/default/recipe.json ...] \
-        [--threshold 0.4] [--seed-threshold 0.85] [--zooms 1,2]
+        [--threshold 0.4] [--seed-threshold 0.85] [--zooms 1,2] [--flips h,v,hv]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 from okrainsight.checkpoint import ONNX_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from okrainsight.export import export_onnx
+from okrainsight.flips import parse_flips
 from okrainsight.hysteresis import check_seed_threshold
 from okrainsight.runtime import BUILTIN_DIR
 from okrainsight.tiling import parse_zooms
@@ -56,6 +57,12 @@ def main() -> int:
         default=None,
         help="card tiling, comma-separated (okrainsight.tiling; default: the run's), e.g. 1,2",
     )
+    ap.add_argument(
+        "--flips",
+        default=None,
+        help="card flip averaging, comma-separated or 'none' (okrainsight.flips; default: the run's), "
+        "e.g. h,v,hv",
+    )
     args = ap.parse_args()
 
     model, card = load_checkpoint(args.run)
@@ -79,6 +86,11 @@ def main() -> int:
             card.zooms = parse_zooms(args.zooms)
         except ValueError as exc:
             raise SystemExit(f"--zooms: {exc}") from exc
+    if args.flips is not None:
+        try:
+            card.flips = parse_flips(args.flips)
+        except ValueError as exc:
+            raise SystemExit(f"--flips: {exc}") from exc
     recipes = list(args.recipe or [])
     missing = [str(r) for r in recipes if not r.is_file()]
     if missing:

@@ -25,6 +25,7 @@ from typing import Any
 
 from okrainsight import __version__
 from okrainsight.errors import ModelError
+from okrainsight.flips import check_flips
 from okrainsight.hysteresis import check_seed_threshold
 from okrainsight.imageio import atomic_output, atomic_write_text
 from okrainsight.tiling import DEFAULT_ZOOMS, check_zooms
@@ -53,6 +54,8 @@ class ModelCard:
         zooms: how the runtime tiles a photo (:mod:`okrainsight.tiling`): ``1`` = the largest tiles of
             ``input_size``'s shape inside the photo, ``2`` = half that size, ``0`` = the whole photo
             squeezed into ``input_size``; the probabilities of several zooms are averaged.
+        flips: mirror images whose probabilities the runtime averages in (:mod:`okrainsight.flips`:
+            ``"h"``, ``"v"``, ``"hv"``); empty (the default): the network runs once per tile.
         labels: class names, background first.
         name: human-readable model name.
         data_fingerprint: hash of the training data (see the trainer), or None.
@@ -71,6 +74,7 @@ class ModelCard:
     threshold: float = 0.5
     seed_threshold: float | None = None
     zooms: tuple[float, ...] = DEFAULT_ZOOMS
+    flips: tuple[str, ...] = ()
     labels: tuple[str, ...] = ("background", "okra")
     name: str = ""
     data_fingerprint: str | None = None
@@ -88,6 +92,7 @@ class ModelCard:
         d["std"] = list(self.std)
         d["labels"] = list(self.labels)
         d["zooms"] = list(self.zooms)
+        d["flips"] = list(self.flips)
         return d
 
     @classmethod
@@ -121,6 +126,10 @@ class ModelCard:
                 kwargs["threshold"] = float(kwargs["threshold"])
             if "zooms" in kwargs:
                 kwargs["zooms"] = check_zooms(kwargs["zooms"])
+            if "flips" in kwargs:
+                if not isinstance(kwargs["flips"], list):
+                    raise ValueError(f"flips must be a list like ['h', 'v', 'hv'], got {kwargs['flips']!r}")
+                kwargs["flips"] = check_flips(kwargs["flips"])
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid card field ({exc})") from exc
         if not 0.0 < kwargs.get("threshold", 0.5) < 1.0:

@@ -525,6 +525,13 @@ def segment_cmd(
         "(finer detail), "
         "0 = whole photo squeezed into the network's input (fastest, e.g. for --source).",
     ),
+    flips: str | None = typer.Option(
+        None,
+        "--flips",
+        help="Mirror images whose probabilities are averaged in, comma-separated, or 'none' (default: the "
+        "model card's; the built-in model: h,v,hv). h = left-right, v = upside down, hv = both; each "
+        "costs one more network run per tile.",
+    ),
 ) -> None:
     """Find okra in photos and videos: masks, overlays, cut-outs, report.html and results.json.
 
@@ -534,6 +541,7 @@ def segment_cmd(
     Example:  okra segment photos/ clip.mp4 "more/*.jpg" --out results/ --model default
     """
     from okrainsight.errors import ConfigError
+    from okrainsight.flips import parse_flips
     from okrainsight.segment import failed_count, segment_camera, segment_inputs
     from okrainsight.tiling import parse_zooms
 
@@ -543,10 +551,14 @@ def segment_cmd(
         zooms = None if zoom is None else parse_zooms(zoom)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--zoom") from exc
+    try:
+        flip_names = None if flips is None else parse_flips(flips)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--flips") from exc
     if source is not None:
         if inputs:
             raise ConfigError("give either input files or --source, not both")
-        frames = segment_camera(source, model, threshold, threads=threads, zooms=zooms)
+        frames = segment_camera(source, model, threshold, threads=threads, zooms=zooms, flips=flip_names)
         console.print(f"{frames} frames shown", markup=False)
         return
     if not inputs:
@@ -563,6 +575,7 @@ def segment_cmd(
         video_stride=video_stride,
         grader=None if grader.lower() == "none" else grader,
         zooms=zooms,
+        flips=flip_names,
     )
     images = results["images"]
     for item in images:

@@ -41,6 +41,7 @@ import numpy as np
 from okrainsight.checkpoint import WEIGHTS_FILE, ModelCard, load_checkpoint, resolve_model_dir
 from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import DatasetError, OkraError
+from okrainsight.flips import flip_averaged
 from okrainsight.hysteresis import okra_mask
 from okrainsight.imageio import atomic_write_text, read_image, read_mask, write_image
 from okrainsight.metrics import METRIC_NAMES, MetricAccumulator
@@ -118,8 +119,8 @@ def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.nd
     """Okra probability ``(H, W)`` float32 in [0, 1] at the image's full size, as the runtime
     computes it: ``image`` (``(H, W, 3)`` uint8 RGB) is covered with the card's tiles
     (:mod:`okrainsight.tiling`); each tile is resized to ``card.input_size`` (area interpolation
-    when shrinking), normalised, run, and the sigmoid of the logits resized back (bilinear)
-    before any thresholding.
+    when shrinking), normalised, run (averaged over the card's ``flips``, :mod:`okrainsight.flips`),
+    and the sigmoid of the logits resized back (bilinear) before any thresholding.
     """
     import torch
 
@@ -134,7 +135,7 @@ def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.nd
             return torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
 
     def crop_probability(crop: np.ndarray) -> np.ndarray:
-        return at_input_size(crop, (iw, ih), run)
+        return at_input_size(crop, (iw, ih), lambda small: flip_averaged(small, run, card.flips))
 
     return tiled_probability(image, crop_probability, card.zooms, aspect=iw / ih)
 
@@ -299,6 +300,7 @@ def evaluate(
         "threshold": card.threshold,
         "seed_threshold": card.seed_threshold,  # hysteresis (okrainsight.hysteresis), as okra segment does
         "zooms": list(card.zooms),  # how photos were tiled (okrainsight.tiling), as okra segment does
+        "flips": list(card.flips),  # mirror images averaged in (okrainsight.flips), as okra segment does
         **size,
         "file_bytes": weights.stat().st_size if weights.is_file() else None,
         "latency_ms_cpu_median": cpu_latency_ms(model, card.input_size, runs=latency_runs),

@@ -29,6 +29,7 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
+from okrainsight.flips import check_flips, flip_averaged
 from okrainsight.hysteresis import effective_seed_threshold, okra_mask
 from okrainsight.tiling import at_input_size, check_zooms, tiled_probability
 
@@ -595,6 +596,14 @@ def _checked_zooms(zooms: tuple[float, ...]) -> tuple[float, ...]:
         raise ConfigError(str(exc)) from exc
 
 
+def _checked_flips(flips: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`~okrainsight.flips.check_flips`, its ValueError as a one-line ConfigError."""
+    try:
+        return check_flips(flips)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def card_summary(
     card: ModelCard,
     *,
@@ -602,10 +611,11 @@ def card_summary(
     threshold: float | None = None,
     zooms: tuple[float, ...] | None = None,
     seed_threshold: float | None = None,
+    flips: tuple[str, ...] | None = None,
 ) -> dict:
     """The short model description written into ``results.json`` and shown by ``okra models``
-    (``threshold``, ``seed_threshold`` and ``zooms``: what the run used when it overrode the card's;
-    a seed threshold at or below the threshold is reported as None, a plain threshold)."""
+    (``threshold``, ``seed_threshold``, ``zooms`` and ``flips``: what the run used when it overrode
+    the card's; a seed threshold at or below the threshold is reported as None, a plain threshold)."""
     t = float(card.threshold if threshold is None else threshold)
     seed = effective_seed_threshold(t, card.seed_threshold if seed_threshold is None else seed_threshold)
     return {
@@ -615,6 +625,7 @@ def card_summary(
         "threshold": t,
         "seed_threshold": seed,
         "zooms": list(card.zooms if zooms is None else zooms),
+        "flips": list(card.flips if flips is None else flips),
         "labels": list(card.labels),
         "version": card.version,
         "created": card.created,
@@ -658,6 +669,7 @@ class Segmenter:
         grader: an :class:`okrainsight.grading.Grader` that gates each pod and sets its
             ``tender_probability`` (None: pods are not graded).
         zooms: how photos are tiled (:mod:`okrainsight.tiling`); None: the card's ``zooms``.
+        flips: mirror images averaged in (:mod:`okrainsight.flips`); None: the card's ``flips``.
     """
 
     def __init__(
@@ -669,6 +681,7 @@ class Segmenter:
         source: str | None = None,
         grader: Any | None = None,
         zooms: tuple[float, ...] | None = None,
+        flips: tuple[str, ...] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -681,6 +694,8 @@ class Segmenter:
         self.grader = grader
         self._zooms: tuple[float, ...] | None = None
         self.zooms = zooms
+        self._flips: tuple[str, ...] | None = None
+        self.flips = flips
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -716,10 +731,13 @@ class Segmenter:
         threads: int = DEFAULT_THREADS,
         grader: Any | None = None,
         zooms: tuple[float, ...] | None = None,
+        flips: tuple[str, ...] | None = None,
     ) -> Segmenter:
         """Load a model folder, an ``.onnx`` file (card beside it or embedded) or a built-in name."""
         onnx_path, card = resolve_model(spec)
-        return cls(onnx_path, card, threads=threads, source=os.fspath(spec), grader=grader, zooms=zooms)
+        return cls(
+            onnx_path, card, threads=threads, source=os.fspath(spec), grader=grader, zooms=zooms, flips=flips
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -742,6 +760,7 @@ class Segmenter:
             threshold=threshold,
             zooms=self.zooms,
             seed_threshold=seed_threshold,
+            flips=self.flips,
         )
 
     @property
@@ -753,6 +772,19 @@ class Segmenter:
     def zooms(self, value: tuple[float, ...] | None) -> None:
         self._zooms = None if value is None else _checked_zooms(value)
 
+    @property
+    def flips(self) -> tuple[str, ...]:
+        """Mirror images averaged in (:mod:`okrainsight.flips`): the constructor's ``flips`` or the card's."""
+        return self._flips if self._flips is not None else tuple(self.card.flips)
+
+    @flips.setter
+    def flips(self, value: tuple[str, ...] | None) -> None:
+        self._flips = None if value is None else _checked_flips(tuple(value))
+
+    def _run_flipped(self, small: np.ndarray) -> np.ndarray:
+        """:meth:`_run`, averaged over :attr:`flips` (:func:`okrainsight.flips.flip_averaged`)."""
+        return flip_averaged(small, self._run, self.flips)
+
     def _run(self, small: np.ndarray) -> np.ndarray:
         """The network on one ``(h, w, 3)`` uint8 image of exactly its input size: ``(h, w)`` float32."""
         (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
@@ -760,7 +792,7 @@ class Segmenter:
 
     def _predict_crop(self, crop: np.ndarray) -> np.ndarray:
         """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop (:func:`at_input_size`)."""
-        return at_input_size(crop, self.input_size, self._run)
+        return at_input_size(crop, self.input_size, self._run_flipped)
 
     def predict_probability(self, image: np.ndarray, *, zooms: tuple[float, ...] | None = None) -> np.ndarray:
         """Okra probability for every pixel of ``image``.
@@ -772,8 +804,9 @@ class Segmenter:
         Returns:
             ``(H, W)`` float32 in 0..1. The photo is covered with tiles of the input's shape at each zoom
             (:func:`okrainsight.tiling.tiled_probability`; zoom 0 = the whole photo squeezed to the
-            input size); each tile is resized to the model's input, run, and its probability resized
-            back to the tile (bilinear), so thresholding happens at full resolution.
+            input size); each tile is resized to the model's input, run (with :attr:`flips`, also
+            mirrored and the mean taken), and its probability resized back to the tile (bilinear),
+            so thresholding happens at full resolution.
         """
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:

@@ -286,15 +286,18 @@ def load_segmenter(
     model: str | os.PathLike[str] | Segmenter,
     threads: int = DEFAULT_THREADS,
     zooms: tuple[float, ...] | None = None,
+    flips: tuple[str, ...] | None = None,
 ) -> Segmenter:
     """``model`` as a :class:`Segmenter` (a built-in name, a model folder, an ``.onnx`` file, or one);
-    ``zooms`` (see :mod:`okrainsight.tiling`), when given, replaces the card's tiling (on a
-    :class:`Segmenter` passed in, it sets its :attr:`~Segmenter.zooms`)."""
+    ``zooms`` (see :mod:`okrainsight.tiling`) and ``flips`` (:mod:`okrainsight.flips`), when given,
+    replace the card's (on a :class:`Segmenter` passed in, they set its attributes)."""
     if isinstance(model, Segmenter):
         if zooms is not None:
             model.zooms = zooms
+        if flips is not None:
+            model.flips = flips
         return model
-    return Segmenter.from_path(model, threads=threads, zooms=zooms)
+    return Segmenter.from_path(model, threads=threads, zooms=zooms, flips=flips)
 
 
 def segment_inputs(
@@ -309,6 +312,7 @@ def segment_inputs(
     max_video_frames: int | None = None,
     grader: str | os.PathLike[str] | Any | None = None,
     zooms: tuple[float, ...] | None = None,
+    flips: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Segment every input and write the output folder (see the module docstring).
 
@@ -326,6 +330,7 @@ def segment_inputs(
             grader each pod also carries ``okra_plausible`` and ``gate``, and ``tender_probability``
             is set for pods that passed the gate.
         zooms: how photos are tiled (:mod:`okrainsight.tiling`); None: the model card's.
+        flips: mirror images averaged in (:mod:`okrainsight.flips`); None: the model card's.
 
     Returns:
         The ``results.json`` content. Inputs that failed carry an ``error`` (one line naming
@@ -341,7 +346,7 @@ def segment_inputs(
     paths = expand_inputs(inputs)
     if not paths:
         raise ConfigError("no inputs given: name image files, folders, globs or videos")
-    seg = load_segmenter(model, threads, zooms)
+    seg = load_segmenter(model, threads, zooms, flips)
     if grader is not None and seg.grader is None:
         from okrainsight.grading.model import resolve_grader
 
@@ -501,6 +506,7 @@ def segment_camera(
     threads: int = DEFAULT_THREADS,
     window: str = "okra segment (q to quit)",
     zooms: tuple[float, ...] | None = None,
+    flips: tuple[str, ...] | None = None,
 ) -> int:
     """Live overlay from camera ``source`` in a window, with frames per second; ``q``/Esc quits.
 
@@ -511,13 +517,14 @@ def segment_camera(
         ConfigError: no display, an OpenCV build without windows, or the camera does not open.
 
     ``zooms`` overrides the card's tiling (:mod:`okrainsight.tiling`); ``(0,)`` is the fastest.
+    ``flips`` overrides the card's flip averaging (:mod:`okrainsight.flips`); ``()`` is the fastest.
     """
     if not has_display():
         raise ConfigError(
             f"--source {source} needs a display for the live window and none was found "
             "(DISPLAY is not set); segment a recorded video file instead"
         )
-    seg = load_segmenter(model, threads, zooms)
+    seg = load_segmenter(model, threads, zooms, flips)
     cap = cv2.VideoCapture(int(source))
     if not cap.isOpened():
         raise ConfigError(f"camera {source} could not be opened (is it connected and free?)")

@@ -94,6 +94,7 @@ async def health(request: Request) -> dict[str, Any]:
             "threshold": model.card.threshold,
             "seed_threshold": model.card.seed_threshold,
             "zooms": list(model.segmenter.zooms),
+            "flips": list(model.segmenter.flips),
         },
         "model_error": state.model_error,
         "data": None if state.data is None else str(state.data.root),
