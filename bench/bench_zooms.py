@@ -55,12 +55,11 @@ def main() -> int:
         for spec in args.zooms:
             for flip_spec in args.flips:
                 zooms = parse_zooms(spec)
-                seg.zooms = zooms
-                seg.flips = parse_flips(flip_spec)
+                flips = parse_flips(flip_spec)
                 tiles = sum(len(tile_windows(h, w, z, aspect=mw / mh)) for z in zooms)
-                runs = tiles * (1 + len(seg.flips))
-                prob = _ms(lambda: seg.predict_probability(photo), args.runs)  # noqa: B023
-                full = _ms(lambda: seg.segment(photo), args.runs)  # noqa: B023
+                runs = tiles * (1 + len(flips))
+                prob = _ms(lambda: seg.predict_probability(photo, zooms=zooms, flips=flips), args.runs)  # noqa: B023
+                full = _ms(lambda: seg.segment(photo, zooms=zooms, flips=flips), args.runs)  # noqa: B023
                 print(f"| {w}x{h} | {spec} | {flip_spec} | {runs} | {prob:.1f} | {full:.1f} |")
     return 0
 

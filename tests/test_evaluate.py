@@ -206,3 +206,31 @@ def test_eval_tiles_photos_exactly_as_the_runtime_does(tmp_path: Path) -> None:
     np.testing.assert_allclose(ours, theirs, atol=2e-3)
     squeezed = seg.predict_probability(image, zooms=(0,))
     assert np.abs(squeezed - theirs).max() > 0.05
+
+
+def test_eval_averages_the_cards_flips_exactly_as_the_runtime_does(tmp_path: Path) -> None:
+    """With ``flips`` on the card, ``okra eval`` (torch) and ``okra segment`` (ONNX Runtime) average
+    the same mirror images: a lopsided 5x5 convolution gives the same probabilities both ways."""
+    from okrainsight.checkpoint import save_card
+    from okrainsight.evaluate import predict_probability
+    from okrainsight.export import export_onnx
+    from okrainsight.runtime import Segmenter
+
+    torch.manual_seed(0)
+    lopsided = torch.nn.Conv2d(3, 1, 5, padding=2).eval()
+    card = ModelCard(
+        arch=TINY, input_size=(64, 48), zooms=(1.0, 2.0), flips=("h", "v", "hv"), name="lopsided"
+    )
+    folder = tmp_path / "model"
+    folder.mkdir()
+    export_onnx(lopsided, card, folder / "model.onnx")
+    save_card(folder, card)
+    rng = np.random.default_rng(4)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (90, 200, 3), dtype=np.uint8), (0, 0), 1.5)
+    seg = Segmenter.from_path(folder, threads=1)
+    assert seg.flips == ("h", "v", "hv")
+    ours = predict_probability(lopsided, card, image)
+    theirs = seg.predict_probability(image)
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)
+    once = seg.predict_probability(image, flips=())
+    assert np.abs(once - theirs).max() > 0.02  # the flips matter for this network

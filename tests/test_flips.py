@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _tiny_models import green_detector_dir
-from okrainsight.checkpoint import CARD_FILE, ModelCard, load_card
+from okrainsight.checkpoint import CARD_FILE, ModelCard, load_card, save_card
 from okrainsight.cli import main
 from okrainsight.errors import ConfigError, ModelError
 from okrainsight.flips import FLIPS, check_flips, flip, flip_averaged, parse_flips
@@ -115,7 +115,34 @@ def test_segmenter_averages_the_cards_flips_or_its_own(
     assert seg.summary()["flips"] == ["h"]
     with pytest.raises(ConfigError, match="unknown flip"):
         seg.flips = ("sideways",)
+    with pytest.raises(ConfigError, match="list of names"):
+        seg.flips = "hv"  # not the letters h and v
     assert Segmenter.from_path(model_dir, flips=("v", "hv")).flips == ("v", "hv")
+
+
+def test_segmenter_follows_the_cards_flips_unless_told_otherwise(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    folder = tmp_path / "flipped"
+    shutil.copytree(model_dir, folder)
+    card = load_card(folder)
+    card.flips = ("h",)
+    save_card(folder, card)
+    seg = Segmenter.from_path(folder, threads=1)
+    assert seg.flips == ("h",) and seg.summary()["flips"] == ["h"]
+    monkeypatch.setattr(seg, "_run", _lopsided)
+    photo = np.full((48, 64, 3), 200, np.uint8)
+    by_card = seg.predict_probability(photo)
+    np.testing.assert_allclose(by_card, by_card[:, ::-1], atol=1e-5)
+    once = seg.predict_probability(photo, flips=())  # this call only
+    assert once[:, -1].mean() > once[:, 0].mean() + 0.2
+    assert seg.flips == ("h",)
+    seg.flips = ()
+    np.testing.assert_allclose(seg.predict_probability(photo), once)
+    seg.flips = None  # back to the card's
+    np.testing.assert_allclose(seg.predict_probability(photo), by_card)
 
 
 def test_okra_segment_takes_flips(

@@ -191,6 +191,10 @@ def test_segment_zoom_parameter_chooses_the_tiling(client: TestClient) -> None:
     assert bad.status_code == 422 and "zoom" in bad.json()["detail"]
     health = client.get("/api/health").json()["model"]
     assert health["zooms"] == [1.0] and health["flips"] == []  # the card names neither
+    mirrored = client.post("/api/segment?overlay=false&zoom=4&flips=h,v,hv", files=files).json()
+    assert mirrored["okra_fraction"] == pytest.approx(fine["okra_fraction"], abs=0.01)  # a symmetric stripe
+    bad_flips = client.post("/api/segment?flips=sideways", files=files)
+    assert bad_flips.status_code == 422 and "flips" in bad_flips.json()["detail"]
 
 
 def test_segment_blank_image_finds_no_okra(client: TestClient) -> None:

@@ -3,14 +3,15 @@
 Fine-tunes of one starting point (the same ``--init-from``) that differ only in their data or
 their seed stay in one basin of the loss, and the plain mean of their weights usually scores at
 least as well as each of them while varying less from run to run (Wortsman et al., "Model
-soups", ICML 2022). The built-in default model v0.5 is such a mean (``docs/model-card.md``).
+soups", ICML 2022). The built-in default model's weights (v0.5, and v0.6 with flip averaging)
+are such a mean (``docs/model-card.md``).
 Averaging models trained from different starting points gives garbage: this module checks
 that the architectures match, not that the starting point was shared.
 
 Every floating-point tensor of the state dicts (weights and batch-norm running statistics) is
 averaged with the given weights; integer buffers (batch-norm step counters) are taken from the
-first model. The card keeps the first model's architecture, input, normalisation, threshold
-and tiling; its metrics are cleared (they described one model, not the mean), its data
+first model. The card keeps the first model's architecture, input, normalisation, threshold,
+tiling and flips; its metrics are cleared (they described one model, not the mean), its data
 fingerprint is derived from all of theirs, its teacher record is kept only when every source
 has the same one, and ``extra`` holds only ``averaged_from``: per source its run folder's name,
 weight, card name, fingerprint, metrics, teacher record and ``extra`` (training config, best

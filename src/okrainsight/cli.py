@@ -523,7 +523,7 @@ def segment_cmd(
         help="How photos are tiled, comma-separated (default: the model card's; the built-in model: 1,2). "
         "1 = the largest tiles of the network input's shape (square) inside the photo, 2 = half that size "
         "(finer detail), "
-        "0 = whole photo squeezed into the network's input (fastest, e.g. for --source).",
+        "0 = whole photo squeezed into the network's input (fastest with --flips none, e.g. for --source).",
     ),
     flips: str | None = typer.Option(
         None,

@@ -5,10 +5,9 @@ from its probability for the photo, most where it is unsure. Averaging the netwo
 the photo and some of its mirror images (``"h"`` left-right, ``"v"`` upside down, ``"hv"`` both,
 i.e. turned half a turn) is a small ensemble that costs one more network run per flip.
 
-Measured on the built-in default model (``bench/bench_accuracy.py --flips``, see
-``docs/model-card.md``): with all three flips, the held-out real pods on white go from IoU 0.84
-and 0.80 to 0.92 and 0.88, a real cucumber heap from 3.3% of its pixels called okra to 0%, while
-a real leek goes from 18% to 23%.
+What it does to the built-in model's accuracy and speed is measured by
+``bench/bench_accuracy.py --flips`` and ``bench/bench_zooms.py --flips`` (``docs/model-card.md``,
+"Flip averaging"; ``docs/benchmarks.md``).
 
 Needs only numpy. Works on any ``(H, W, ...)`` array: the flips keep the shape, so a network with a
 fixed, even non-square, input size can run every flipped copy.

@@ -779,27 +779,31 @@ class Segmenter:
 
     @flips.setter
     def flips(self, value: tuple[str, ...] | None) -> None:
-        self._flips = None if value is None else _checked_flips(tuple(value))
-
-    def _run_flipped(self, small: np.ndarray) -> np.ndarray:
-        """:meth:`_run`, averaged over :attr:`flips` (:func:`okrainsight.flips.flip_averaged`)."""
-        return flip_averaged(small, self._run, self.flips)
+        self._flips = None if value is None else _checked_flips(value)
 
     def _run(self, small: np.ndarray) -> np.ndarray:
         """The network on one ``(h, w, 3)`` uint8 image of exactly its input size: ``(h, w)`` float32."""
         (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
         return np.asarray(prob, dtype=np.float32).reshape(small.shape[:2])
 
-    def _predict_crop(self, crop: np.ndarray) -> np.ndarray:
-        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop (:func:`at_input_size`)."""
-        return at_input_size(crop, self.input_size, self._run_flipped)
+    def _predict_crop(self, crop: np.ndarray, flips: tuple[str, ...] = ()) -> np.ndarray:
+        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop (:func:`at_input_size`),
+        averaged over ``flips`` (:func:`okrainsight.flips.flip_averaged`)."""
+        return at_input_size(crop, self.input_size, lambda small: flip_averaged(small, self._run, flips))
 
-    def predict_probability(self, image: np.ndarray, *, zooms: tuple[float, ...] | None = None) -> np.ndarray:
+    def predict_probability(
+        self,
+        image: np.ndarray,
+        *,
+        zooms: tuple[float, ...] | None = None,
+        flips: tuple[str, ...] | None = None,
+    ) -> np.ndarray:
         """Okra probability for every pixel of ``image``.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             zooms: overrides :attr:`zooms` for this call.
+            flips: overrides :attr:`flips` for this call (``()``: one run per tile).
 
         Returns:
             ``(H, W)`` float32 in 0..1. The photo is covered with tiles of the input's shape at each zoom
@@ -813,7 +817,8 @@ class Segmenter:
             raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         mw, mh = self.input_size
         chosen = self.zooms if zooms is None else _checked_zooms(zooms)
-        return tiled_probability(img, self._predict_crop, chosen, aspect=mw / mh)
+        mirrors = self.flips if flips is None else _checked_flips(flips)
+        return tiled_probability(img, lambda crop: self._predict_crop(crop, mirrors), chosen, aspect=mw / mh)
 
     def segment(
         self,
@@ -824,6 +829,7 @@ class Segmenter:
         min_area: int | None = None,
         zooms: tuple[float, ...] | None = None,
         seed_threshold: float | None = None,
+        flips: tuple[str, ...] | None = None,
     ) -> Segmentation:
         """Segment one photo: probability, mask and pods at the photo's full resolution.
 
@@ -836,6 +842,7 @@ class Segmenter:
                 (see :func:`find_pods`).
             min_area: smallest pod in pixels (default: 0.05% of the image, at least 16).
             zooms: tiling for this call only (:mod:`okrainsight.tiling`); None: :attr:`zooms`.
+            flips: flip averaging for this call only (:mod:`okrainsight.flips`); None: :attr:`flips`.
         """
         t = self.threshold if threshold is None else float(threshold)
         if not 0.0 < t < 1.0:
@@ -844,7 +851,7 @@ class Segmenter:
         if seed is not None and not 0.0 <= seed < 1.0:
             raise ConfigError(f"seed threshold must lie in [0, 1), got {seed_threshold}")
         seed = effective_seed_threshold(t, seed)
-        prob = self.predict_probability(image, zooms=zooms)
+        prob = self.predict_probability(image, zooms=zooms, flips=flips)
         mask = okra_mask(prob, t, seed)
         pods = find_pods(mask, min_area=min_area, split_touching=split_touching, probability=prob)
         if self.grader is not None:

@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from PIL import Image
 
+from okrainsight.flips import parse_flips
 from okrainsight.imageio import encode_png
 from okrainsight.segment import draw_overlay
 from okrainsight.server.state import (
@@ -113,7 +114,12 @@ async def segment(
     zoom: str | None = Query(
         None,
         description="Tiling, comma-separated (default: the model card's, e.g. 1,2): 1 = the largest tiles of "
-        "the network input's shape, 2 = half that size, 0 = the whole image squeezed into one run (fastest).",
+        "the network input's shape, 2 = half that size, 0 = the whole image squeezed into one tile.",
+    ),
+    flips: str | None = Query(
+        None,
+        description="Mirror images averaged in, comma-separated (h, v, hv), or 'none' for one network run "
+        "per tile (default: the model card's; the built-in model: h,v,hv).",
     ),
 ) -> dict[str, Any]:
     state = server_state(request)
@@ -122,12 +128,13 @@ async def segment(
         zooms = None if zoom is None else parse_zooms(zoom)
     except ValueError as exc:
         raise RequestProblem(422, f"zoom: {exc}") from exc
+    try:
+        mirrors = None if flips is None else parse_flips(flips)
+    except ValueError as exc:
+        raise RequestProblem(422, f"flips: {exc}") from exc
     _, image = await read_upload(state, file)
-    run = (
-        served.segmenter.segment
-        if zooms is None
-        else functools.partial(served.segmenter.segment, zooms=zooms)
-    )
+    overrides = {k: v for k, v in (("zooms", zooms), ("flips", mirrors)) if v is not None}
+    run = functools.partial(served.segmenter.segment, **overrides) if overrides else served.segmenter.segment
     seg = await run_limited(state, run, image)
     entry = segment_entry(file.filename or "upload", seg)
     mask = np.asarray(seg.mask, dtype=bool)

@@ -92,8 +92,9 @@
     const blob = await new Promise((r) => work.toBlob(r, 'image/png'));
     const form = new FormData();
     form.append('file', blob, 'frame.png');
-    // the frame is already the network's input size: one run, no tiles (zoom=0)
-    const res = await fetch('/api/segment?overlay=false&zoom=0', { method: 'POST', body: form });
+    // the frame is already the network's input size: one run, no tiles (zoom=0), no mirror
+    // images (flips=none), as the browser backend runs it
+    const res = await fetch('/api/segment?overlay=false&zoom=0&flips=none', { method: 'POST', body: form });
     if (!res.ok) throw new Error('server inference failed: ' + (await res.json()).detail);
     const bitmap = await createImageBitmap(await (await fetch('data:image/png;base64,' + (await res.json()).mask_png)).blob());
     const c = document.createElement('canvas');
