@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
-# The built-in default model (v0.5), reproducibly: render the data (tools/prepare_default_data.py, with the real pods of
+# The built-in default model (v0.6: v0.5's weights, flip averaging), reproducibly: render the data (tools/prepare_default_data.py, with the real pods of
 # white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train from scratch
 # (configs/default-gpu.yaml: batches augmented on the GPU; about 5 minutes on one H200, many hours on a CPU), fine-tune
 # twice on a CPU (configs/default-round8.yaml; other data, other seed), average the two (okra average), install into

@@ -53,10 +53,10 @@ def main() -> int:
         w, h = (int(v) for v in size.split("x"))
         photo = cv2.resize(scene, (w, h), interpolation=cv2.INTER_LINEAR)
         for spec in args.zooms:
+            zooms = parse_zooms(spec)
+            tiles = sum(len(tile_windows(h, w, z, aspect=mw / mh)) for z in zooms)
             for flip_spec in args.flips:
-                zooms = parse_zooms(spec)
                 flips = parse_flips(flip_spec)
-                tiles = sum(len(tile_windows(h, w, z, aspect=mw / mh)) for z in zooms)
                 runs = tiles * (1 + len(flips))
                 prob = _ms(lambda: seg.predict_probability(photo, zooms=zooms, flips=flips), args.runs)  # noqa: B023
                 full = _ms(lambda: seg.segment(photo, zooms=zooms, flips=flips), args.runs)  # noqa: B023

@@ -127,8 +127,6 @@ class ModelCard:
             if "zooms" in kwargs:
                 kwargs["zooms"] = check_zooms(kwargs["zooms"])
             if "flips" in kwargs:
-                if not isinstance(kwargs["flips"], list):
-                    raise ValueError(f"flips must be a list like ['h', 'v', 'hv'], got {kwargs['flips']!r}")
                 kwargs["flips"] = check_flips(kwargs["flips"])
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid card field ({exc})") from exc

@@ -41,11 +41,10 @@ import numpy as np
 from okrainsight.checkpoint import WEIGHTS_FILE, ModelCard, load_checkpoint, resolve_model_dir
 from okrainsight.dataset import DatasetLayout, latest_manifest_by_stem
 from okrainsight.errors import DatasetError, OkraError
-from okrainsight.flips import flip_averaged
 from okrainsight.hysteresis import okra_mask
 from okrainsight.imageio import atomic_write_text, read_image, read_mask, write_image
 from okrainsight.metrics import METRIC_NAMES, MetricAccumulator
-from okrainsight.tiling import at_input_size, tiled_probability
+from okrainsight.tiling import photo_probability
 from okrainsight.torchdata import read_split_stems
 
 log = logging.getLogger(__name__)
@@ -124,7 +123,6 @@ def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.nd
     """
     import torch
 
-    iw, ih = card.input_size
     mean = np.asarray(card.mean, np.float32)
     std = np.asarray(card.std, np.float32)
 
@@ -134,10 +132,7 @@ def predict_probability(model: Any, card: ModelCard, image: np.ndarray) -> np.nd
         with torch.inference_mode():
             return torch.sigmoid(model(xt).float())[0, 0].cpu().numpy()
 
-    def crop_probability(crop: np.ndarray) -> np.ndarray:
-        return at_input_size(crop, (iw, ih), lambda small: flip_averaged(small, run, card.flips))
-
-    return tiled_probability(image, crop_probability, card.zooms, aspect=iw / ih)
+    return photo_probability(image, run, card.input_size, card.zooms, card.flips)
 
 
 def _teacher_labelled(root: Path, stems: list[str]) -> bool:

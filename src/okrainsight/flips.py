@@ -24,10 +24,10 @@ FLIPS = ("h", "v", "hv")
 
 
 def check_flips(flips: Sequence[str]) -> tuple[str, ...]:
-    """``flips`` as a tuple of distinct names of :data:`FLIPS` in the order given (may be empty);
-    ValueError naming the bad entry otherwise."""
-    if isinstance(flips, str):
-        raise ValueError(f"flips must be a list of names like ['h', 'v', 'hv'], got the string {flips!r}")
+    """``flips`` (a list or tuple) as a tuple of distinct names of :data:`FLIPS` in the order given
+    (may be empty); ValueError naming the bad entry otherwise (a string is refused, not split)."""
+    if not isinstance(flips, (list, tuple)):
+        raise ValueError(f"flips must be a list of names like ['h', 'v', 'hv'], got {flips!r}")
     out: list[str] = []
     for f in flips:
         if f not in FLIPS:
@@ -75,10 +75,7 @@ def flip_averaged(
         flipped image it is the flipped result.
     """
     names = check_flips(flips)
-    total = np.asarray(predict(image), dtype=np.float32)
-    if not names:
-        return total
-    total = total.copy()
+    total = np.array(predict(image), dtype=np.float32)  # a copy: the sum must not write into it
     for name in names:
         mirrored = np.ascontiguousarray(flip(image, name))
         total += flip(np.asarray(predict(mirrored), dtype=np.float32), name)

@@ -29,9 +29,9 @@ import numpy as np
 
 from okrainsight.checkpoint import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard, load_card
 from okrainsight.errors import ConfigError, ModelError
-from okrainsight.flips import check_flips, flip_averaged
+from okrainsight.flips import check_flips
 from okrainsight.hysteresis import effective_seed_threshold, okra_mask
-from okrainsight.tiling import at_input_size, check_zooms, tiled_probability
+from okrainsight.tiling import check_zooms, photo_probability
 
 log = logging.getLogger(__name__)
 
@@ -786,11 +786,6 @@ class Segmenter:
         (prob,) = self._session.run([self._prob_name], {self._input_name: np.ascontiguousarray(small[None])})
         return np.asarray(prob, dtype=np.float32).reshape(small.shape[:2])
 
-    def _predict_crop(self, crop: np.ndarray, flips: tuple[str, ...] = ()) -> np.ndarray:
-        """``(h, w)`` float32 probability of one ``(h, w, 3)`` uint8 crop (:func:`at_input_size`),
-        averaged over ``flips`` (:func:`okrainsight.flips.flip_averaged`)."""
-        return at_input_size(crop, self.input_size, lambda small: flip_averaged(small, self._run, flips))
-
     def predict_probability(
         self,
         image: np.ndarray,
@@ -806,19 +801,18 @@ class Segmenter:
             flips: overrides :attr:`flips` for this call (``()``: one run per tile).
 
         Returns:
-            ``(H, W)`` float32 in 0..1. The photo is covered with tiles of the input's shape at each zoom
-            (:func:`okrainsight.tiling.tiled_probability`; zoom 0 = the whole photo squeezed to the
-            input size); each tile is resized to the model's input, run (with :attr:`flips`, also
-            mirrored and the mean taken), and its probability resized back to the tile (bilinear),
-            so thresholding happens at full resolution.
+            ``(H, W)`` float32 in 0..1 (:func:`okrainsight.tiling.photo_probability`). The photo is
+            covered with tiles of the input's shape at each zoom (zoom 0 = the whole photo squeezed
+            to the input size); each tile is resized to the model's input, run (with :attr:`flips`,
+            also mirrored and the mean taken), and its probability resized back to the tile
+            (bilinear), so thresholding happens at full resolution.
         """
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
-        mw, mh = self.input_size
         chosen = self.zooms if zooms is None else _checked_zooms(zooms)
         mirrors = self.flips if flips is None else _checked_flips(flips)
-        return tiled_probability(img, lambda crop: self._predict_crop(crop, mirrors), chosen, aspect=mw / mh)
+        return photo_probability(img, self._run, self.input_size, chosen, mirrors)
 
     def segment(
         self,

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from okrainsight.flips import check_flips, flip_averaged
+
 #: Zooms a model card gets when it names none: aspect-preserving tiles, one scale.
 DEFAULT_ZOOMS: tuple[float, ...] = (1.0,)
 #: The largest zoom accepted (tiles 1/8 of the photo's shorter side).
@@ -175,11 +177,38 @@ def tiled_probability(
     return np.clip(total / len(zooms), 0.0, 1.0)
 
 
+def photo_probability(
+    image: np.ndarray,
+    run: Callable[[np.ndarray], np.ndarray],
+    input_size: tuple[int, int],
+    zooms: Sequence[float] = DEFAULT_ZOOMS,
+    flips: Sequence[str] = (),
+) -> np.ndarray:
+    """Probability of a whole photo through a network of fixed ``input_size`` ``(width, height)``:
+    the photo is covered with tiles at ``zooms`` (:func:`tiled_probability`), each tile is resized
+    to the input and back (:func:`at_input_size`), and ``run`` (a ``(height, width, 3)`` uint8
+    image to its ``(height, width)`` float32 probability) is averaged over ``flips``
+    (:func:`okrainsight.flips.flip_averaged`). The one pipeline of the runtime and ``okra eval``.
+
+    Returns:
+        ``(H, W)`` float32 in 0..1 for an ``(H, W, 3)`` uint8 ``image``.
+    """
+    iw, ih = input_size
+    names = check_flips(flips)
+    return tiled_probability(
+        image,
+        lambda crop: at_input_size(crop, (iw, ih), lambda small: flip_averaged(small, run, names)),
+        zooms,
+        aspect=iw / ih,
+    )
+
+
 __all__ = [
     "DEFAULT_ZOOMS",
     "at_input_size",
     "check_zooms",
     "parse_zooms",
+    "photo_probability",
     "tile_starts",
     "tile_windows",
     "tiled_probability",
