@@ -16,7 +16,8 @@ the canvas size (photos of another size are resized to it), the image JPEG re-en
 with probability ``augment.jpeg``. Geometric augmentations act on all three maps
 together (torchvision ``transforms.v2`` with ``tv_tensors.Mask``; masks are resampled
 nearest-neighbour, so the soft map is too); photometric ones (colour, blur, noise,
-JPEG) touch only the image.
+JPEG) touch only the image. With ``augment.background`` > 0, a training image with okra
+first has its surrounding made green at that chance (:mod:`okrainsight.background_swap`).
 
 Splits: ``DATA/splits/<name>.txt`` (one stem per line, written by ``okra dataset
 split``). Without them a deterministic grouped split is made in memory (see
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from okrainsight.background_swap import swap_background
 from okrainsight.dataset import DatasetLayout, assign_groups, group_keys, read_split
 from okrainsight.errors import DatasetError
 from okrainsight.imageio import read_image, read_mask
@@ -124,6 +126,7 @@ class AugmentConfig:
     noise: float = 0.03
     jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (40, 95)
+    background: float = 0.0  # chance that an okra image's surrounding is made green (background_swap)
 
 
 def build_transform(
@@ -231,6 +234,7 @@ class OkraSegmentationDataset(Dataset):
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
         self.raw_canvas = (int(raw_canvas[0]), int(raw_canvas[1])) if raw_canvas else None
         self.augment = augment or AugmentConfig()
+        self.train = bool(train)
         self.transform = (
             build_transform(self.size_wh, mean, std, train=train, augment=augment)
             if raw_canvas is None
@@ -258,6 +262,10 @@ class OkraSegmentationDataset(Dataset):
                 raise DatasetError(f"{s.soft}: soft map is {soft.shape[1]}x{soft.shape[0]}, image is {w}x{h}")
         else:
             soft = (mask > 0).astype(np.float32)
+        if self.train and self.augment.background > 0 and torch.rand(()).item() < self.augment.background:
+            # torch's generator: seeded per worker by the loader, so runs repeat with their seed
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            image = swap_background(image, mask, rng)
         if self.raw_canvas is not None:
             return self._raw_item(s, image, mask, soft)
         img_t = tv_tensors.Image(torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1))
