@@ -57,6 +57,27 @@ def textile(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img * (0.92 + 0.1 * grain + 0.25 * (folds - 0.5))[..., None], 0, 1)
 
 
+def lay_pod(
+    crop: np.ndarray, alpha: np.ndarray, backdrop: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lay a cut-out (``crop`` float RGB 0..1, ``alpha`` 0..1) on ``backdrop`` (``(H, W, 3)`` float
+    0..1): rotated up to 40 degrees, scaled to 30-95% of the frame, near the middle, with a soft
+    contact shadow and a 0.7-pixel feathered edge. Returns (uint8 RGB image, bool truth)."""
+    h, w = backdrop.shape[:2]
+    s = rng.uniform(0.3, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
+    M = cv2.getRotationMatrix2D((crop.shape[1] / 2, crop.shape[0] / 2), rng.uniform(-40, 40), s)
+    M[:, 2] += [
+        w / 2 - crop.shape[1] / 2 + rng.uniform(-0.1, 0.1) * w,
+        h / 2 - crop.shape[0] / 2 + rng.uniform(-0.1, 0.1) * h,
+    ]
+    pod = cv2.warpAffine(crop, M, (w, h))
+    a = cv2.warpAffine(alpha, M, (w, h))
+    shadow = cv2.GaussianBlur(np.roll(a, (5, 5), (0, 1)), (0, 0), 6)
+    soft = cv2.GaussianBlur(a, (0, 0), 0.7)[..., None]
+    comp = backdrop * (1 - 0.4 * shadow)[..., None] * (1 - soft) + pod * soft
+    return (np.clip(comp, 0, 1) * 255).round().astype(np.uint8), a > 0.5
+
+
 def composites(
     okra_dir: Path, per_photo: int = 8, size: tuple[int, int] = (640, 480)
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -66,19 +87,8 @@ def composites(
         return out
     w, h = size
     for i, cut in enumerate(load_cutouts(okra_dir, max_side=None)):  # photos without a mask: skipped
-        crop, alpha = cut.rgb, cut.alpha
         for k in range(per_photo):
             rng = np.random.default_rng(7000 + 100 * i + k)
-            s = rng.uniform(0.3, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
-            M = cv2.getRotationMatrix2D((crop.shape[1] / 2, crop.shape[0] / 2), rng.uniform(-40, 40), s)
-            M[:, 2] += [
-                w / 2 - crop.shape[1] / 2 + rng.uniform(-0.1, 0.1) * w,
-                h / 2 - crop.shape[0] / 2 + rng.uniform(-0.1, 0.1) * h,
-            ]
-            pod = cv2.warpAffine(crop, M, (w, h))
-            a = cv2.warpAffine(alpha, M, (w, h))
-            shadow = cv2.GaussianBlur(np.roll(a, (5, 5), (0, 1)), (0, 0), 6)
-            soft = cv2.GaussianBlur(a, (0, 0), 0.7)[..., None]
-            comp = textile(rng, h, w) * (1 - 0.4 * shadow)[..., None] * (1 - soft) + pod * soft
-            out.append((cut.source, (np.clip(comp, 0, 1) * 255).round().astype(np.uint8), a > 0.5))
+            image, truth = lay_pod(cut.rgb, cut.alpha, textile(rng, h, w), rng)
+            out.append((cut.source, image, truth))
     return out
