@@ -507,3 +507,24 @@ def test_camera_sometimes_casts_a_strong_cool_or_warm_tint() -> None:
     strong = np.abs(casts) > 0.2  # |wb| beyond about 0.1: about 1% of draws from the sd-4% shift alone
     assert 12 <= strong.sum() <= 60  # 34 of 300 measured (20 warm, 14 cool)
     assert (casts[strong] > 0).any() and (casts[strong] < 0).any()
+
+
+def test_plant_pods_grow_fat_and_fuzzy_from_the_stalk_which_stays_out_of_the_mask() -> None:
+    grown = 0
+    for seed in range(30):
+        s = render_scene(seed, (256, 192), "plant")
+        assert not (s.distractor_mask & (s.mask > 0)).any()
+        for pod, tube in zip(s.pods, s.tubes, strict=True):
+            if not pod["on_stalk"]:
+                continue
+            grown += 1
+            assert pod["width_px"] / pod["length_px"] >= 0.17 and pod["age"] < 0.35
+            # the pod's stalk end (start of its tube) sits on the plant's stalk, a distractor pixel
+            # near it unless another pod or a leaf in front hides it
+            x, y = np.round(tube.nodes[0]).astype(int)
+            if 3 <= x < 253 and 3 <= y < 189:
+                near = s.distractor_mask[y - 3 : y + 4, x - 3 : x + 4] | (
+                    s.mask[y - 3 : y + 4, x - 3 : x + 4] > 0
+                )
+                assert near.any()
+    assert grown >= 10

@@ -11,7 +11,8 @@ the real ones (ridges, calyx cap, hairs, tapered tip):
 * leek and spring onion: long, flat, finely striped green leaves running into a pale white
   shank, no ridges, no cap, no hair;
 * asparagus: a thin smooth spear with a cut pale butt and a closed, scaly, often purplish tip;
-* bell pepper, leaves (ovate and palmate, as on the okra plant), vines and stems,
+* bell pepper, leaves (ovate and palmate, as on the okra plant), vines and stems (v13: the
+  plant's thick, hairy main stalk, :func:`stalk`),
   flowers (the yellow okra flower with a dark centre), hands.
 
 v9 adds two builders that return several sprites (not in :data:`DISTRACTORS`): a whole leek
@@ -364,6 +365,24 @@ def vine(
         else hsv(rng.uniform(75, 115), rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.7))
     )
     mat = Material(base=base, specular=0.1, shininess=10, hair=rng.uniform(0, 0.5), mottle=0.1)
+    return tube_sprite(tube, mat, light, rng, size, "vine")
+
+
+def stalk(
+    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+) -> Sprite | None:
+    """The okra plant's main stalk (v13): a thick, straight, pale and hairy green stem that pods
+    grow from; not okra. ``angle`` heads from its foot to its top; the sprite keeps its tube so
+    that pods can be attached along it."""
+    L = scale * rng.uniform(2.0, 3.5)
+    s, r = generic_profile(L, max(3.0, scale * rng.uniform(0.08, 0.14)), 0.01, 0.01, 0.2, 0.2)
+    tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.25), rng.normal(0, 0.04))
+    base = hsv(rng.uniform(75, 105), rng.uniform(0.2, 0.5), rng.uniform(0.45, 0.75))
+    if rng.random() < 0.25:  # some varieties have a reddish stalk
+        base = base * 0.6 + hsv(rng.uniform(0, 25), 0.5, 0.5) * 0.4
+    mat = Material(
+        base=base, specular=0.05, shininess=8, hair=rng.uniform(0.6, 1.2), speckle=0.3, mottle=0.08
+    )
     return tube_sprite(tube, mat, light, rng, size, "vine")
 
 

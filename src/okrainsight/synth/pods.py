@@ -83,6 +83,29 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
     }
 
 
+def plant_pod_attributes(rng: np.random.Generator, scale: float) -> dict:
+    """A young pod still growing on the plant (v13), as photographed among the leaves: short and
+    fat, spindle-shaped (narrow at the calyx, widest a third of the way up, then a short taper),
+    pale sage green, fuzzy, nearly straight, on a short stalk (peduncle) from the main stem.
+    ``scale`` is the typical pod length in pixels."""
+    a = sample_pod_attributes(rng, scale, age=float(rng.uniform(0.0, 0.35)))
+    a.update(
+        variety="green",
+        hue=float(rng.uniform(82, 112)),
+        sat=float(rng.uniform(0.22, 0.5)),
+        val=float(rng.uniform(0.5, 0.8)),
+        width=float(a["length"] * rng.uniform(0.2, 0.3)),
+        shoulder=float(rng.uniform(0.55, 0.75)),
+        taper_start=float(rng.uniform(0.35, 0.6)),
+        taper_power=float(rng.uniform(0.9, 1.5)),
+        stem_len=float(a["length"] * rng.uniform(0.04, 0.1)),
+        cap_base=float(rng.uniform(0.3, 0.5)),
+        curvature=float(rng.normal(0, 0.15)),
+        fuzz=float(rng.uniform(1.3, 1.8)),
+    )
+    return a
+
+
 def pod_tube(attrs: dict, centre: tuple[float, float], angle: float, rng: np.random.Generator) -> Tube:
     """The tube of a pod whose body middle is at ``centre``, heading ``angle`` (cap -> tip)."""
     L, W = attrs["length"], attrs["width"]
@@ -123,6 +146,9 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
     # stays), as in soft-lit product photographs and web-sized pictures, so that fine speckle
     # cannot stand in for "okra".
     fine = 0.15 if rng.random() < 0.4 else 1.0
+    fuzz = float(attrs.get("fuzz", 1.0))  # v13: pods on the plant are fuzzier (plant_pod_attributes)
+    if fuzz > 1.0:
+        fine = 1.0
     deep = attrs["variety"] == "deep"
     return Material(
         base=base,
@@ -138,7 +164,9 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         specular=float(rng.uniform(0.05, 0.2)),
         shininess=float(rng.uniform(6, 16)),
         # v10: the deep-green variety often shows little velvet (dark, saturated shop photos)
-        hair=float(rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age) * (rng.uniform(0.2, 1.0) if deep else 1.0)),
+        hair=float(
+            fuzz * rng.uniform(0.5, 1.0) * (1.15 - 0.5 * age) * (rng.uniform(0.2, 1.0) if deep else 1.0)
+        ),
         speckle=float(fine * rng.uniform(0.3, 1.0)),
         grain=fine,
         mottle=float(rng.uniform(0.03, 0.1)),

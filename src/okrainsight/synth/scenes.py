@@ -34,10 +34,11 @@ from okrainsight.synth.distractors import (
     leek_plant,
     random_distractor,
     roots,
+    stalk,
     vine,
 )
 from okrainsight.synth.geometry import Tube, unit
-from okrainsight.synth.pods import hsv, render_pod, sample_pod_attributes
+from okrainsight.synth.pods import hsv, plant_pod_attributes, render_pod, sample_pod_attributes
 from okrainsight.synth.shading import Light, Sprite, random_light, value_noise
 
 #: Scene kinds and their weight in the random mix (``kind=None``).
@@ -71,7 +72,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-11"
+RENDERER_VERSION = "okrainsight-synth-13"
 
 
 @dataclass
@@ -263,7 +264,9 @@ def _bg_foliage(rng: np.random.Generator, h: int, w: int, light: Light) -> np.nd
         patch = _lowfreq(rng, h, w, 3) > rng.uniform(0.6, 0.8)
         col = hsv(rng.uniform(190, 220), 0.2, 0.9) if rng.random() < 0.5 else hsv(30, 0.4, 0.35)
         img[patch] = col
-    return cv2.GaussianBlur(img, (0, 0), rng.uniform(1.5, 5.0) * max(h, w) / 512)
+    # v13: half the time a strong defocus, as behind pods photographed on the plant
+    blur = rng.uniform(1.5, 5.0) if rng.random() < 0.5 else rng.uniform(5.0, 14.0)
+    return cv2.GaussianBlur(img, (0, 0), blur * max(h, w) / 512)
 
 
 def _plate(rng: np.random.Generator, img: np.ndarray) -> tuple[float, float, float, float]:
@@ -394,6 +397,36 @@ def _place_pods(
                     continue
             out.append(sp)
             break
+    return out
+
+
+def _stalk_pods(
+    rng: np.random.Generator,
+    n: int,
+    stem: Tube,
+    scale: float,
+    size: tuple[int, int],
+    light: Light,
+    include_stem: bool,
+) -> list[Sprite]:
+    """``n`` young pods (:func:`plant_pod_attributes`) growing from points along the plant's
+    stalk ``stem``, each pointing up and away from it on alternating sides (v13)."""
+    out = []
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    for _ in range(n):
+        attrs = plant_pod_attributes(rng, scale * rng.uniform(0.8, 1.1))
+        attrs["on_stalk"] = True
+        at = float(rng.uniform(0.15, 0.75)) * (stem.s_end - stem.s_start) + stem.s_start
+        p0, p1 = stem.point_at(np.array(at - 2.0)), stem.point_at(np.array(at + 2.0))
+        heading = float(np.arctan2(p1[1] - p0[1], p1[0] - p0[0]))
+        a = heading + side * rng.uniform(0.12, 0.6)
+        side = -side
+        reach = attrs["length"] / 2 + attrs["cap_len"] + attrs["stem_len"]
+        root = stem.point_at(np.array(at))
+        centre = (float(root[0] + np.cos(a) * reach), float(root[1] + np.sin(a) * reach))
+        sp = render_pod(attrs, centre, a, light, rng, size, include_stem)
+        if sp is not None and sp.tube is not None:
+            out.append(sp)
     return out
 
 
@@ -648,7 +681,8 @@ def render_scene(
         exclusive), ``length_px``, ``width_px`` (length with cap as projected in the
         image, and diameter, in pixels, including parts outside the frame), ``tilt`` (radians the
         cap end points towards the camera), ``curvature`` (total bend, radians), ``ridges``,
-        ``hue`` (degrees), ``age`` (0..1), ``tender`` (bool), ``variety``, ``area_px`` (visible
+        ``hue`` (degrees), ``age`` (0..1), ``tender`` (bool), ``variety``, ``on_stalk`` (a young
+        pod growing from a plant's stalk), ``area_px`` (visible
         pixels), ``visible_fraction`` and ``axis_points`` (visible ``[x, y]`` points on the
         centreline, cap to tip).
     """
@@ -788,19 +822,34 @@ def render_scene(
         scale = dim * rng.uniform(0.35, 0.7)
         back = _distractors(rng, int(rng.integers(0, 3)), scale, (w, h), light, ("leaf", "vine"))
         stem_x = w * rng.uniform(0.3, 0.7)
-        stem = vine(rng, (stem_x, h / 2), -np.pi / 2 + rng.normal(0, 0.2), dim * 0.6, light, (w, h))
+        if rng.random() < 0.6:  # v13: young pods growing from the thick main stalk, as photographed
+            stem = stalk(
+                rng,
+                (stem_x, h * rng.uniform(0.5, 0.8)),
+                -np.pi / 2 + rng.normal(0, 0.15),
+                scale,
+                light,
+                (w, h),
+            )
+            pods = (
+                []
+                if stem is None or stem.tube is None
+                else _stalk_pods(rng, int(rng.integers(1, 4)), stem.tube, scale, (w, h), light, include_stem)
+            )
+        else:
+            stem = vine(rng, (stem_x, h / 2), -np.pi / 2 + rng.normal(0, 0.2), dim * 0.6, light, (w, h))
+            pods = _place_pods(
+                rng,
+                int(rng.integers(1, 4)),
+                scale,
+                (w, h),
+                light,
+                include_stem,
+                (stem_x, h * 0.5, w * 0.25, h * 0.25),
+                angle=-np.pi / 2,
+                angle_jitter=0.45,
+            )
         front = [stem] if stem is not None else []
-        pods = _place_pods(
-            rng,
-            int(rng.integers(1, 4)),
-            scale,
-            (w, h),
-            light,
-            include_stem,
-            (stem_x, h * 0.5, w * 0.25, h * 0.25),
-            angle=-np.pi / 2,
-            angle_jitter=0.45,
-        )
         extras = []
         if rng.random() < 0.7:
             fl = flower(
@@ -921,6 +970,7 @@ def _finish(
                 "age": round(float(info["age"]), 4),
                 "tender": bool(info["tender"]),
                 "variety": str(info["variety"]),
+                "on_stalk": bool(info.get("on_stalk", False)),
                 "area_px": int(counts[rid]),
                 "visible_fraction": round(float(counts[rid]) / max(full, 1), 4),
                 "axis_points": [[float(x), float(y)] for x, y in pts[ok]],
