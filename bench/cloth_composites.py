@@ -15,6 +15,7 @@ written to disk; the photographs are read in place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -58,12 +59,18 @@ def textile(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def lay_pod(
-    crop: np.ndarray, alpha: np.ndarray, backdrop: np.ndarray, rng: np.random.Generator
+    crop: np.ndarray,
+    alpha: np.ndarray,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    backdrop: Callable[[], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lay a cut-out (``crop`` float RGB 0..1, ``alpha`` 0..1) on ``backdrop`` (``(H, W, 3)`` float
-    0..1): rotated up to 40 degrees, scaled to 30-95% of the frame, near the middle, with a soft
-    contact shadow and a 0.7-pixel feathered edge. Returns (uint8 RGB image, bool truth)."""
-    h, w = backdrop.shape[:2]
+    """Lay a cut-out (``crop`` float RGB 0..1, ``alpha`` 0..1) on ``backdrop()`` (``(H, W, 3)``
+    float 0..1, ``size`` = (W, H); called after the pose is drawn from ``rng``, so composites
+    repeat those made before this function existed): rotated up to 40 degrees, scaled to 30-95%
+    of the frame, near the middle, with a soft contact shadow and a 0.7-pixel feathered edge.
+    Returns (uint8 RGB image, bool truth)."""
+    w, h = size
     s = rng.uniform(0.3, 0.95) * min(w / crop.shape[1], h / crop.shape[0])
     M = cv2.getRotationMatrix2D((crop.shape[1] / 2, crop.shape[0] / 2), rng.uniform(-40, 40), s)
     M[:, 2] += [
@@ -74,7 +81,7 @@ def lay_pod(
     a = cv2.warpAffine(alpha, M, (w, h))
     shadow = cv2.GaussianBlur(np.roll(a, (5, 5), (0, 1)), (0, 0), 6)
     soft = cv2.GaussianBlur(a, (0, 0), 0.7)[..., None]
-    comp = backdrop * (1 - 0.4 * shadow)[..., None] * (1 - soft) + pod * soft
+    comp = backdrop() * (1 - 0.4 * shadow)[..., None] * (1 - soft) + pod * soft
     return (np.clip(comp, 0, 1) * 255).round().astype(np.uint8), a > 0.5
 
 
@@ -89,6 +96,6 @@ def composites(
     for i, cut in enumerate(load_cutouts(okra_dir, max_side=None)):  # photos without a mask: skipped
         for k in range(per_photo):
             rng = np.random.default_rng(7000 + 100 * i + k)
-            image, truth = lay_pod(cut.rgb, cut.alpha, textile(rng, h, w), rng)
+            image, truth = lay_pod(cut.rgb, cut.alpha, size, rng, lambda r=rng: textile(r, h, w))
             out.append((cut.source, image, truth))
     return out

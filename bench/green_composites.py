@@ -65,6 +65,6 @@ def green_composites(
         for k in range(per_photo):
             rng = np.random.default_rng(9000 + 100 * i + k)
             backdrop = _crop(backdrops[(i * per_photo + k) % len(backdrops)], rng, w, h)
-            image, truth = lay_pod(cut.rgb, cut.alpha, backdrop, rng)
+            image, truth = lay_pod(cut.rgb, cut.alpha, size, rng, lambda b=backdrop: b)
             out.append((cut.source, image, truth))
     return out
