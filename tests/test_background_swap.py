@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from okrainsight.background_swap import MODES, swap_background
-from okrainsight.imageio import write_image, write_mask
+from okrainsight.imageio import write_image, write_mask, write_soft
 from okrainsight.torchdata import AugmentConfig, OkraSegmentationDataset
 from okrainsight.training import make_config
 
@@ -117,3 +117,32 @@ def test_config_key_parses_and_defaults_off(tmp_path: Path) -> None:
     assert AugmentConfig().background == 0.0
     (tmp_path / "c.yaml").write_text("augment:\n  background: 0.3\n")
     assert AugmentConfig(**make_config(tmp_path / "c.yaml").augment).background == 0.3
+
+
+def test_loader_path_keeps_okra_and_clears_the_teachers_soft_map_outside_it(tmp_path: Path) -> None:
+    """The per-image pipeline (``augment_on: loader``, the default recipe's) with identity geometry."""
+    img, mask = white_scene()
+    write_image(tmp_path / "ds" / "images" / "pod.png", img)
+    write_mask(tmp_path / "ds" / "masks" / "pod.png", mask)
+    write_soft(tmp_path / "ds" / "soft" / "pod.png", np.full(mask.shape, 0.6, np.float32))
+    none = {"hflip": 0, "vflip": 0, "rotation": 0, "scale": [1.0, 1.0], "color_jitter": 0, "blur": 0}
+    none |= {"noise": 0, "jpeg": 0}
+    kw = {"size_wh": (80, 60), "mean": (0.0,) * 3, "std": (1.0,) * 3, "train": True}
+    on = OkraSegmentationDataset(
+        tmp_path / "ds", ["pod"], augment=AugmentConfig(**none, background=1.0), **kw
+    )
+    off = OkraSegmentationDataset(tmp_path / "ds", ["pod"], augment=AugmentConfig(**none), **kw)
+    inside = mask > 0
+    item, plain = on[0], off[0]
+    swapped = (item["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    unswapped = (plain["image"].permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert np.abs(unswapped - img).max() <= 1  # the identity pipeline: only the swap changes pixels
+    assert np.abs(swapped[inside].astype(int) - img[inside]).max() <= 1
+    assert greenness(swapped[cv2.dilate(mask, np.ones((5, 5), np.uint8)) == 0]) > 5.0
+    assert (
+        torch.equal(item["mask"], plain["mask"])
+        and item["mask"][0].numpy().astype(bool).sum() == inside.sum()
+    )
+    soft = item["soft"][0].numpy()
+    assert np.allclose(soft[inside], 0.6, atol=0.01) and soft[~inside].max() == 0.0
+    assert np.allclose(plain["soft"][0].numpy(), 0.6, atol=0.01)  # no swap: the teacher's map as it was

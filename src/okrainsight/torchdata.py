@@ -266,6 +266,8 @@ class OkraSegmentationDataset(Dataset):
             # torch's generator: seeded per worker by the loader, so runs repeat with their seed
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
             image = swap_background(image, mask, rng)
+            # a teacher's soft map described the old surroundings: the new ones are not okra
+            soft = np.where(mask > 0, soft, np.float32(0.0)).astype(np.float32)
         if self.raw_canvas is not None:
             return self._raw_item(s, image, mask, soft)
         img_t = tv_tensors.Image(torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1))

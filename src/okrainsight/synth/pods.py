@@ -85,8 +85,9 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
 
 def plant_pod_attributes(rng: np.random.Generator, scale: float) -> dict:
     """A young pod still growing on the plant (v13), as photographed among the leaves: short and
-    fat, spindle-shaped (narrow at the calyx, widest a third of the way up, then a short taper),
-    pale sage green, fuzzy, nearly straight, on a short stalk (peduncle) from the main stem.
+    fat, spindle-shaped (narrow at the calyx, full width from a sixth of the way up to where the
+    taper starts at 35-60% of the body), pale sage green, fuzzy, nearly straight, on a short stalk
+    (peduncle) from the main stem.
     ``scale`` is the typical pod length in pixels."""
     a = sample_pod_attributes(rng, scale, age=float(rng.uniform(0.0, 0.35)))
     a.update(
