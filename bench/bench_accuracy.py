@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -52,7 +51,7 @@ from okrainsight.tiling import parse_zooms
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cloth_composites import composites  # noqa: E402
-from green_composites import green_composites  # noqa: E402
+from green_composites import green_composites, photo_number  # noqa: E402
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -117,7 +116,7 @@ def real_scores(seg: Segmenter, okra_dir: Path, neg_dir: Path, overlays: Path | 
     return res
 
 
-def cloth_scores(seg: Segmenter, cloth: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+def composite_scores(seg: Segmenter, cloth: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Mean IoU per source photo over composites (:mod:`cloth_composites`, :mod:`green_composites`)."""
     per: dict[str, list[float]] = {}
     for stem, image, gt in cloth:
@@ -150,11 +149,6 @@ def everyday_photos() -> list[Path]:
 def everyday_shares(seg: Segmenter) -> dict[str, float]:
     """Share of pixels called okra on each of :func:`everyday_photos`."""
     return {p.name: float(okra_mask(seg, read_image(p)).mean()) for p in everyday_photos()}
-
-
-def _is_odd(name: str) -> bool:
-    m = re.match(r"(\d+)_", name)
-    return bool(m) and int(m.group(1)) % 2 == 1
 
 
 def main() -> int:
@@ -227,17 +221,17 @@ def main() -> int:
         real = real_scores(seg, args.real_okra, args.negatives, ov)
         ious = real["real_white_iou"]
         neg = real["negative_share"]
-        held = [v for k, v in neg.items() if not _is_odd(k)]
-        seen = [v for k, v in neg.items() if _is_odd(k)]
+        seen_names = {k for k in neg if (photo_number(k) or 0) % 2 == 1}  # odd: training saw them
+        held = [v for k, v in neg.items() if k not in seen_names]
+        seen = [v for k, v in neg.items() if k in seen_names]
 
         def fmt(vals: list[float]) -> str:
             return f"{100 * np.mean(vals):.1f}% / {100 * max(vals):.1f}%" if vals else "n/a"
 
-        per = ", ".join(f"{v:.2f}" for v in ious.values())
-        white = f"{np.mean(list(ious.values())):.3f} ({per})" if ious else "n/a"
+        white = per_photo_text(ious)
         other = ", ".join(f"{k} {100 * v:.0f}%" for k, v in real["real_other_share"].items())
-        cloth_text = per_photo_text(cloth_scores(seg, cloth))
-        green_text = per_photo_text(cloth_scores(seg, among_green))
+        cloth_text = per_photo_text(composite_scores(seg, cloth))
+        green_text = per_photo_text(composite_scores(seg, among_green))
         seed = "" if seg.seed_threshold is None else f", seeds {seg.seed_threshold:g}"
         flipped = f", flips {','.join(seg.flips)}" if seg.flips else ""
         tiles = ",".join(f"{z:g}" for z in seg.zooms)

@@ -26,14 +26,16 @@ from okrainsight.imageio import iter_image_files, read_image
 from okrainsight.synth.cutouts import load_cutouts
 
 
+def photo_number(name: str) -> int | None:
+    """The leading number of a file name like ``02_peas.jpg`` (2), or None."""
+    m = re.match(r"(\d+)_", name)
+    return int(m.group(1)) if m else None
+
+
 def held_out_backdrops(negatives_dir: Path) -> list[Path]:
     """The even-numbered photographs of ``negatives_dir`` (``02_peas.jpg`` ...), sorted."""
-    out = []
-    for p in iter_image_files([negatives_dir]):
-        m = re.match(r"(\d+)_", p.name)
-        if m and int(m.group(1)) % 2 == 0:
-            out.append(p)
-    return sorted(out)
+    numbered = ((p, photo_number(p.name)) for p in iter_image_files([negatives_dir]))
+    return sorted(p for p, n in numbered if n is not None and n % 2 == 0)
 
 
 def _crop(photo: np.ndarray, rng: np.random.Generator, w: int, h: int) -> np.ndarray:

@@ -74,7 +74,14 @@ def flip_averaged(
         ``(H, W)`` float32. With all of :data:`FLIPS` the result is exactly equivariant: for the
         flipped image it is the flipped result.
     """
-    names = check_flips(flips)
+    return mean_over_flips(image, predict, check_flips(flips))
+
+
+def mean_over_flips(
+    image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], names: tuple[str, ...]
+) -> np.ndarray:
+    """:func:`flip_averaged` for ``names`` already checked by :func:`check_flips` (the per-tile
+    step of :func:`okrainsight.tiling.photo_probability`, which checks once per photo)."""
     total = np.array(predict(image), dtype=np.float32)  # a copy: the sum must not write into it
     for name in names:
         mirrored = np.ascontiguousarray(flip(image, name))

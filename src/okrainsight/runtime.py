@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,18 +589,11 @@ def _first_line(exc: BaseException) -> str:
     return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
 
 
-def _checked_zooms(zooms: tuple[float, ...]) -> tuple[float, ...]:
-    """:func:`~okrainsight.tiling.check_zooms`, its ValueError as a one-line ConfigError."""
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    """``check(value)`` (:func:`~okrainsight.tiling.check_zooms`, :func:`~okrainsight.flips.check_flips`),
+    its ValueError as a one-line ConfigError."""
     try:
-        return check_zooms(zooms)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _checked_flips(flips: tuple[str, ...]) -> tuple[str, ...]:
-    """:func:`~okrainsight.flips.check_flips`, its ValueError as a one-line ConfigError."""
-    try:
-        return check_flips(flips)
+        return check(value)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -770,7 +764,7 @@ class Segmenter:
 
     @zooms.setter
     def zooms(self, value: tuple[float, ...] | None) -> None:
-        self._zooms = None if value is None else _checked_zooms(value)
+        self._zooms = None if value is None else _checked(check_zooms, value)
 
     @property
     def flips(self) -> tuple[str, ...]:
@@ -779,7 +773,7 @@ class Segmenter:
 
     @flips.setter
     def flips(self, value: tuple[str, ...] | None) -> None:
-        self._flips = None if value is None else _checked_flips(value)
+        self._flips = None if value is None else _checked(check_flips, value)
 
     def _run(self, small: np.ndarray) -> np.ndarray:
         """The network on one ``(h, w, 3)`` uint8 image of exactly its input size: ``(h, w)`` float32."""
@@ -810,8 +804,8 @@ class Segmenter:
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ConfigError(f"an image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
-        chosen = self.zooms if zooms is None else _checked_zooms(zooms)
-        mirrors = self.flips if flips is None else _checked_flips(flips)
+        chosen = self.zooms if zooms is None else _checked(check_zooms, zooms)
+        mirrors = self.flips if flips is None else _checked(check_flips, flips)
         return photo_probability(img, self._run, self.input_size, chosen, mirrors)
 
     def segment(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from okrainsight.flips import check_flips, flip_averaged
+from okrainsight.flips import check_flips, mean_over_flips
 
 #: Zooms a model card gets when it names none: aspect-preserving tiles, one scale.
 DEFAULT_ZOOMS: tuple[float, ...] = (1.0,)
@@ -188,7 +188,8 @@ def photo_probability(
     the photo is covered with tiles at ``zooms`` (:func:`tiled_probability`), each tile is resized
     to the input and back (:func:`at_input_size`), and ``run`` (a ``(height, width, 3)`` uint8
     image to its ``(height, width)`` float32 probability) is averaged over ``flips``
-    (:func:`okrainsight.flips.flip_averaged`). The one pipeline of the runtime and ``okra eval``.
+    (:func:`okrainsight.flips.flip_averaged`; the names are checked once per photo). The one
+    pipeline of the runtime and ``okra eval``.
 
     Returns:
         ``(H, W)`` float32 in 0..1 for an ``(H, W, 3)`` uint8 ``image``.
@@ -197,7 +198,7 @@ def photo_probability(
     names = check_flips(flips)
     return tiled_probability(
         image,
-        lambda crop: at_input_size(crop, (iw, ih), lambda small: flip_averaged(small, run, names)),
+        lambda crop: at_input_size(crop, (iw, ih), lambda small: mean_over_flips(small, run, names)),
         zooms,
         aspect=iw / ih,
     )
