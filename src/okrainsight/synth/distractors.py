@@ -264,7 +264,8 @@ def leek_plant(
 ) -> list[Sprite]:
     """v9: a whole leek as sold (a real leek was called okra): a thick pale shank with a root
     tuft at one end, splitting at the other into 3 to 7 flat, finely striped, blue-green leaves
-    that fan out; ``angle`` points from the roots to the leaves, ``centre`` is the junction.
+    that fan out (v14: up to 1.5 times the shank's width, most folded down the middle);
+    ``angle`` points from the roots to the leaves, ``centre`` is the junction.
 
     Returns the sprites back to front (leaves, shank, roots); the list may be empty when all
     of it falls outside the image.
@@ -280,7 +281,8 @@ def leek_plant(
     for k in range(n):
         a = angle + (k - (n - 1) / 2) / max(n - 1, 1) * 2 * spread + rng.normal(0, 0.06)
         ln = leaf_len * rng.uniform(0.7, 1.1)
-        wd = shank_w * rng.uniform(0.7, 1.1)
+        # v14: flat blades, often wider than the shank (a real leek's leaves were called okra)
+        wd = shank_w * rng.uniform(0.8, 1.5)
         # v = 0 is the pointed leaf end, v = 1 the butt hidden in the shank
         s, r = generic_profile(ln, wd, rng.uniform(0.08, 0.25), 0.02, rng.uniform(0.9, 1.8), 0.2)
         c = j + (0.5 * ln - 0.1 * shank_len) * unit(a)
@@ -297,6 +299,7 @@ def leek_plant(
             flat=rng.uniform(0.75, 1.0),
             mottle=0.05,
             wrap=rng.uniform(0.1, 0.4),
+            fold=rng.uniform(0.5, 1.0) if rng.random() < 0.7 else 0.0,  # v14: folded down the middle
         )
         sp = tube_sprite(tube, mat, light, rng, size, "leek")
         if sp is not None:

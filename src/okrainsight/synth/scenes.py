@@ -72,7 +72,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-13"
+RENDERER_VERSION = "okrainsight-synth-14"
 
 
 @dataclass
@@ -787,7 +787,8 @@ def render_scene(
             (w / 2, h / 2, w * 0.6, h * 0.6),
             angle=a,
             angle_jitter=rng.uniform(0.3, np.pi),
-            width_boost=rng.uniform(1.0, 1.3),
+            # v14: slender pods too (a real basket of thin pods was called a heap of beans)
+            width_boost=rng.uniform(0.75, 1.3),
             tilt_prob=rng.uniform(0.2, 0.6),
         )
         if rng.random() < 0.4:
