@@ -5,13 +5,15 @@
 #   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
 #   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
 #   (okra_lraspp_small, width 0.5) and a wider one (WIDE_KWARGS), to tell capacity from training time.
+#   BACKGROUND (default 0) sets augment.background for both: the chance that a training image with okra gets green
+#   surroundings (okrainsight.background_swap; 0.3 is what v0.7's fine-tunes used, docs/model-card.md).
 # Usage on the GPU machine, from the repository root:
 #   OUT=out NEGS=folder-of-real-negatives PODS=labelled-real-pods bash tools/gpu_round.sh
 # Dry run on a CPU:  PY=.venv/bin/python ACCEL=cpu BUDGET=150 RENDER_S=10 OUT=/tmp/gr bash tools/gpu_round.sh
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDER_S:-110}; ACCEL=${ACCEL:-gpu}
-WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}
+WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}; BACKGROUND=${BACKGROUND:-0}
 W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
 exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
@@ -32,9 +34,11 @@ ls $W/data/images | wc -l; cp $W/data/recipe.json $OUT/recipe.json
 
 el smoke-ddp-bf16
 common=(--accelerator $ACCEL --batch-size $BATCH --lr $LR --workers $PER)
-$PY - <<PY  # the GPU recipe, cut to a few batches (smoke) and widened (run B)
+$PY - <<PY  # the GPU recipe (run A), cut to a few batches (smoke) and widened (run B); BACKGROUND in all three
 import yaml
 c = yaml.safe_load(open("configs/default-gpu.yaml"))
+c["augment"] = {**c["augment"], "background": float("$BACKGROUND")}
+yaml.safe_dump(c, open("$W/a.yaml", "w"))
 yaml.safe_dump({**c, "limit_train_batches": ${SMOKE_BATCHES:-60}, "limit_val_batches": 4}, open("$W/smoke.yaml", "w"))
 yaml.safe_dump({**c, "arch_kwargs": yaml.safe_load("$WIDE_KWARGS")}, open("$W/wide.yaml", "w"))
 PY
@@ -67,7 +71,7 @@ MIN=$($PY -c "print(round(max(0.5, ($left - 25) / 60), 2))")
 el "smoke took ${took}s; $ntrain training images; $EPOCHS epochs per run, capped at $MIN min"
 
 el train-AB
-( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/A "${common[@]}" --config configs/default-gpu.yaml --epochs $EPOCHS --max-minutes $MIN > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
+( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/A "${common[@]}" --config $W/a.yaml --epochs $EPOCHS --max-minutes $MIN > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
 ( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/B "${common[@]}" --config $W/wide.yaml --epochs $EPOCHS --max-minutes $MIN > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
 sleep 60; el mid; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait $pa $pb
