@@ -33,13 +33,14 @@ demo: $(STAMP)
 	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
-# The built-in default model (v0.7), reproducibly: render the data (tools/prepare_default_data.py, with the real pods of
+# The built-in default model (v0.7)'s recipe: render the data (tools/prepare_default_data.py, with the real pods of
 # white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train from scratch
 # (configs/default-gpu.yaml: batches augmented on the GPU; about 5 minutes on one H200, many hours on a CPU), fine-tune
-# twice on a CPU on renderer-v13 scenes with green surroundings for three in ten okra images (configs/default-round9.yaml;
-# training seeds 0 and 1), average the two (okra average), install into src/okrainsight/models/default (fp16 weights +
-# ONNX, tiles 1,2, flips h,v,hv). The shipped model's first step saw renderer v9 (stopped by its 5-minute cap after 49
-# of 52 epochs); its fine-tunes saw v13 (docs/model-card.md).
+# twice on a CPU with green surroundings for three in ten okra images (configs/default-round9.yaml; training seeds 0
+# and 1), average the two (okra average), install into src/okrainsight/models/default (fp16 weights + ONNX, tiles
+# 1,2, flips h,v,hv). The data is rendered by the current renderer (v14), while the shipped model's first step saw
+# renderer v9 (stopped by its 5-minute cap after 49 of 52 epochs) and its fine-tunes v13: the recipe no longer gives
+# exactly v0.7 (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra

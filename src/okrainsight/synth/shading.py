@@ -83,7 +83,7 @@ class Material:
     warts: float = 0.0  # cucumber bumps (dots)
     flat: float = 0.0  # flattening of the cross-section (pea and bean pods)
     wrap: float = 0.0  # wrap-around (soft, translucent) lighting: 0 = hard Lambert, 0.5 = soft
-    fold: float = 0.0  # v14: a blade folded along its middle (leek leaves): two flat facets and a crease
+    fold: float = 0.0  # v14: a blade folded down its middle (leeks): towards two flat facets (flat at 1)
 
 
 def value_noise(rng: np.random.Generator, shape: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
@@ -108,7 +108,7 @@ def shade_tube(
     # Cross-section: ridges tilt the normal; flat pods tilt it less (wide flat faces).
     alpha = theta * (1.0 - 0.6 * mat.flat)
     if mat.fold > 0:
-        # two flat facets, each tilted ~0.6 rad away from the crease: one side lit, one in shade
+        # towards two flat facets tilted 0.6 rad from the crease (flat at fold=1): one lit, one in shade
         alpha = alpha * (1.0 - mat.fold) + mat.fold * 0.6 * np.sign(theta)
     groove = np.zeros_like(u)
     thp = None
