@@ -131,6 +131,12 @@ def per_photo_text(scores: dict[str, float]) -> str:
     return f"{np.mean(list(scores.values())):.3f} ({', '.join(f'{v:.2f}' for v in scores.values())})"
 
 
+def seen_in_training(name: str) -> bool:
+    """Whether the default recipes train on the real negative ``name``: the odd-numbered files
+    (``tools/prepare_default_data.py``); the even-numbered ones are held out."""
+    return (photo_number(name) or 0) % 2 == 1
+
+
 def everyday_photos() -> list[Path]:
     """Everyday photographs without okra that no training recipe here uses: the scikit-image
     samples outside ``tools/prepare_default_data.SKIMAGE_SAMPLES`` and matplotlib's sample photos
@@ -221,9 +227,8 @@ def main() -> int:
         real = real_scores(seg, args.real_okra, args.negatives, ov)
         ious = real["real_white_iou"]
         neg = real["negative_share"]
-        seen_names = {k for k in neg if (photo_number(k) or 0) % 2 == 1}  # odd: training saw them
-        held = [v for k, v in neg.items() if k not in seen_names]
-        seen = [v for k, v in neg.items() if k in seen_names]
+        held = [v for k, v in neg.items() if not seen_in_training(k)]
+        seen = [v for k, v in neg.items() if seen_in_training(k)]
 
         def fmt(vals: list[float]) -> str:
             return f"{100 * np.mean(vals):.1f}% / {100 * max(vals):.1f}%" if vals else "n/a"

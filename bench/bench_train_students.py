@@ -108,7 +108,7 @@ def main() -> int:
         syn = bench_accuracy.synthetic_scores(seg, args.n, (384, 288), 900_000)
         real = bench_accuracy.real_scores(seg, args.real_okra, args.negatives, None)
         white = list(real["real_white_iou"].values())
-        held = [v for k, v in real["negative_share"].items() if not bench_accuracy._is_odd(k)]
+        held = [v for k, v in real["negative_share"].items() if not bench_accuracy.seen_in_training(k)]
         rows.append({
             "student": arch,
             "origin": "original" if arch in ORIGINAL else "okrainsight",

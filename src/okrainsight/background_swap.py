@@ -30,21 +30,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from okrainsight.synth.camera import LUMA
+from okrainsight.synth.pods import hsv
+
 MODES = ("recolour", "replace")
 
 
 def _green(rng: np.random.Generator, value: tuple[float, float] = (0.25, 0.75)) -> np.ndarray:
-    """A random yellow-green to blue-green RGB colour, float32 in [0, 255]."""
-    hue = rng.uniform(35.0, 75.0)  # OpenCV hue (0-180): 70-150 degrees, yellow-green to blue-green
+    """A random yellow-green to blue-green RGB colour (hue 70-150 degrees), float32 in [0, 255]."""
+    hue = rng.uniform(70.0, 150.0)
     sat = rng.uniform(0.3, 0.85)
     val = rng.uniform(*value)
-    hsv = np.array([[[hue, sat * 255.0, val * 255.0]]], np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def _luminance(image: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of an RGB float image, ``(H, W)``."""
-    return image @ np.array([0.299, 0.587, 0.114], np.float32)
+    return hsv(hue, sat, val) * np.float32(255.0)
 
 
 def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -54,7 +51,7 @@ def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     luma, mixed with a little of the original colour so that distinct objects stay distinct.
     """
     img = image.astype(np.float32)
-    luma = _luminance(img)
+    luma = img @ LUMA  # Rec. 601, (H, W)
     tint = _green(rng, (0.3, 0.7))
     rel = luma / max(float(luma.mean()), 1.0)
     out = rel[..., None] * tint[None, None, :]
