@@ -5,6 +5,7 @@
 #   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
 #   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
 #   (okra_lraspp_small, width 0.5) and a wider one (WIDE_KWARGS), to tell capacity from training time.
+#   RUNS=A trains the default's architecture alone, with every loader worker (the loaders limit the rate).
 #   BACKGROUND (default 0) sets augment.background for both: the chance that a training image with okra gets green
 #   surroundings (okrainsight.background_swap; 0.3 is what v0.7's fine-tunes used, docs/model-card.md).
 # Usage on the GPU machine, from the repository root:
@@ -17,7 +18,8 @@ WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003
 W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
 exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-CPUS=$($PY -c "import os; print(os.cpu_count())"); PER=$(( CPUS / 2 - 1 )); [ $PER -lt 1 ] && PER=1
+RUNS=${RUNS:-A B}; NRUNS=$(echo $RUNS | wc -w)
+CPUS=$($PY -c "import os; print(os.cpu_count())"); PER=$(( CPUS / NRUNS - 1 )); [ $PER -lt 1 ] && PER=1
 
 el env; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 $PY -c "import sys,torch,lightning,torchvision;print('python',sys.version.split()[0],'torch',torch.__version__,'cuda',torch.cuda.is_available(),'lightning',lightning.__version__,'tv',torchvision.__version__,'cpus',$CPUS)"
@@ -64,19 +66,22 @@ except Exception as exc:
     print("no step times:", exc, file=sys.stderr)
 rate = (ev[-1].step - ev[0].step) * $BATCH / (ev[-1].wall_time - ev[0].wall_time) if len(ev) > 1 else ${SMOKE_BATCHES:-60} * $BATCH / max(1, $took)
 print(f"rate {rate:.0f} images/s", file=open("$W/rate.txt", "w"))
-print(max(2, int(0.9 * rate / 1.5 * ($left - 30) / $ntrain)))
+print(max(2, int(0.9 * rate / (1.5 if $NRUNS > 1 else 1.0) * ($left - 30) / $ntrain)))
 PY
 ); cat $W/rate.txt
 MIN=$($PY -c "print(round(max(0.5, ($left - 25) / 60), 2))")
 el "smoke took ${took}s; $ntrain training images; $EPOCHS epochs per run, capped at $MIN min"
 
 el train-AB
-( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/A "${common[@]}" --config $W/a.yaml --epochs $EPOCHS --max-minutes $MIN > $W/A.log 2>&1; echo "A rc=$?" ) & pa=$!
-( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/B "${common[@]}" --config $W/wide.yaml --epochs $EPOCHS --max-minutes $MIN > $W/B.log 2>&1; echo "B rc=$?" ) & pb=$!
+pids=()
+for r in $RUNS; do
+  cfg=$W/a.yaml; [ $r = B ] && cfg=$W/wide.yaml
+  ( timeout $(( left + 15 )) $PY -m okrainsight train $W/data --out $W/$r "${common[@]}" --config $cfg --epochs $EPOCHS --max-minutes $MIN > $W/$r.log 2>&1; echo "$r rc=$?" ) & pids+=($!)
+done
 sleep 60; el mid; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
-wait $pa $pb
+wait "${pids[@]}"
 el done-train
-for r in A B; do
+for r in $RUNS; do
   grep -vi "warn" $W/$r.log | tail -n 3
   cp $W/$r/card.json $W/$r/model.safetensors $W/$r/metrics.csv $OUT/$r/ 2>/dev/null
 done
