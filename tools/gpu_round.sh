@@ -15,6 +15,10 @@ set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDER_S:-110}; ACCEL=${ACCEL:-gpu}
 WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}; BACKGROUND=${BACKGROUND:-0}
+SMOKE_BATCHES=${SMOKE_BATCHES:-60}
+# the rate comes from two logged steps or more (log_every_n_steps: 20); with fewer, the fallback counts the
+# run's start-up as training time and plans far too few epochs (4 instead of about 80 on 2026-11-27)
+[ "$SMOKE_BATCHES" -ge 40 ] || { echo "SMOKE_BATCHES must be at least 40 (two logged steps)"; exit 2; }
 W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
 exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
@@ -41,7 +45,7 @@ import yaml
 c = yaml.safe_load(open("configs/default-gpu.yaml"))
 c["augment"] = {**c["augment"], "background": float("$BACKGROUND")}
 yaml.safe_dump(c, open("$W/a.yaml", "w"))
-yaml.safe_dump({**c, "limit_train_batches": ${SMOKE_BATCHES:-60}, "limit_val_batches": 4}, open("$W/smoke.yaml", "w"))
+yaml.safe_dump({**c, "limit_train_batches": $SMOKE_BATCHES, "limit_val_batches": 4}, open("$W/smoke.yaml", "w"))
 yaml.safe_dump({**c, "arch_kwargs": yaml.safe_load("$WIDE_KWARGS")}, open("$W/wide.yaml", "w"))
 PY
 s=$(date +%s)
@@ -64,7 +68,7 @@ try:
         acc = EventAccumulator(d); acc.Reload(); ev += acc.Scalars("train_loss_step")
 except Exception as exc:
     print("no step times:", exc, file=sys.stderr)
-rate = (ev[-1].step - ev[0].step) * $BATCH / (ev[-1].wall_time - ev[0].wall_time) if len(ev) > 1 else ${SMOKE_BATCHES:-60} * $BATCH / max(1, $took)
+rate = (ev[-1].step - ev[0].step) * $BATCH / (ev[-1].wall_time - ev[0].wall_time) if len(ev) > 1 else $SMOKE_BATCHES * $BATCH / max(1, $took)
 print(f"rate {rate:.0f} images/s", file=open("$W/rate.txt", "w"))
 print(max(2, int(0.9 * rate / (1.5 if $NRUNS > 1 else 1.0) * ($left - 30) / $ntrain)))
 PY
