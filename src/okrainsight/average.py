@@ -3,7 +3,7 @@
 Fine-tunes of one starting point (the same ``--init-from``) that differ only in their data or
 their seed stay in one basin of the loss, and the plain mean of their weights usually scores at
 least as well as each of them while varying less from run to run (Wortsman et al., "Model
-soups", ICML 2022). The built-in default model's weights (v0.5, v0.6 with flip averaging, and v0.7)
+soups", ICML 2022). The built-in default model's weights (v0.5, v0.6 with flip averaging, v0.7 and v0.8)
 are such a mean (``docs/model-card.md``).
 Averaging models trained from different starting points gives garbage: this module checks
 that the architectures match, not that the starting point was shared.

@@ -20,7 +20,7 @@ okra's own anti-aliased edge pixels (inside the mask, kept as they are) still ho
 old surroundings, and the feather keeps some more just outside, so on a pale table a faint light
 rim stays around the pod where the rest turned green (measured on white renders, replace mode:
 luma 109-124 on the ring against 73-103 farther out). Feathering inwards would remove it; the
-default model v0.7 was trained with this version. Images are ``(H, W, 3)`` uint8 RGB; masks
+default models v0.7 and v0.8 were trained with this version. Images are ``(H, W, 3)`` uint8 RGB; masks
 ``(H, W)`` with okra > 0; all randomness comes from the ``numpy.random.Generator`` passed in, so
 a seed repeats the result.
 """
