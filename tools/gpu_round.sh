@@ -5,9 +5,9 @@
 #   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
 #   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
 #   (okra_lraspp_small, width 0.5) and a wider one (WIDE_KWARGS), to tell capacity from training time.
-#   RUNS=A trains the default's architecture alone, with every loader worker (the loaders limit the rate).
+#   RUNS=A trains the default's architecture alone, with all cores but one as loader workers (the loaders limit the rate).
 #   BACKGROUND (default 0) sets augment.background for both: the chance that a training image with okra gets green
-#   surroundings (okrainsight.background_swap; 0.3 is what v0.7's fine-tunes used, docs/model-card.md).
+#   surroundings (okrainsight.background_swap; 0.3 is what v0.7's fine-tunes and every step of v0.8 used, docs/model-card.md).
 # Usage on the GPU machine, from the repository root:
 #   OUT=out NEGS=folder-of-real-negatives PODS=labelled-real-pods bash tools/gpu_round.sh
 # Dry run on a CPU:  PY=.venv/bin/python ACCEL=cpu BUDGET=150 RENDER_S=10 OUT=/tmp/gr bash tools/gpu_round.sh
@@ -17,7 +17,7 @@ PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDE
 WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}; BACKGROUND=${BACKGROUND:-0}
 SMOKE_BATCHES=${SMOKE_BATCHES:-60}
 # the rate comes from two logged steps or more (log_every_n_steps: 20); with fewer, the fallback counts the
-# run's start-up as training time and plans far too few epochs (4 instead of about 80 on 2026-11-27)
+# run's start-up as training time and plans far too few epochs (4 instead of about 50 on 2026-11-27)
 [ "$SMOKE_BATCHES" -ge 40 ] || { echo "SMOKE_BATCHES must be at least 40 (two logged steps)"; exit 2; }
 W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
 exec > >(tee -a $OUT/log.txt) 2>&1
