@@ -36,9 +36,9 @@ demo: $(STAMP)
 # The built-in default model (v0.8)'s recipe: render the data (tools/prepare_default_data.py, with the real pods of
 # white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train from scratch with
 # green surroundings for three in ten okra images (configs/default-gpu2.yaml: batches augmented on the GPU; about 11
-# minutes for all 120 epochs on one H200, many hours on a CPU), fine-tune twice on a CPU (configs/default-round9.yaml; training seeds 0
-# and 1), average the two (okra average), install into src/okrainsight/models/default (fp16 weights + ONNX, tiles
-# 1,2, flips h,v,hv). Every step renders with the current renderer (v14), as v0.8's did; v0.8's first step was
+# minutes for all 120 epochs on one H200, many hours on a CPU), fine-tune twice on a CPU (configs/default-round9.yaml;
+# training seeds 0 and 1), average the two (okra average), install into src/okrainsight/models/default (fp16 weights +
+# ONNX, tiles 1,2, flips h,v,hv). Every step renders with the current renderer (v14), as v0.8's did; v0.8's first step was
 # stopped by a 7.2-minute cap after 77 of its 120 epochs, and the recipe runs all 120, so it gives a close model, not
 # the same one (docs/model-card.md).
 DEFAULT_DATA ?= data/default

@@ -246,8 +246,14 @@ def test_config_file_and_cli_override(tmp_path: Path) -> None:
 
 def test_shipped_configs_parse() -> None:
     root = Path(__file__).resolve().parents[1] / "configs"
-    names = ("default.yaml", "smoke.yaml", "default-gpu.yaml", "default-gpu2.yaml", "default-round8.yaml")
-    for name in (*names, "default-round9.yaml"):
+    for name in (
+        "default.yaml",
+        "smoke.yaml",
+        "default-gpu.yaml",
+        "default-gpu2.yaml",
+        "default-round8.yaml",
+        "default-round9.yaml",
+    ):
         cfg = make_config(root / name)
         assert cfg.epochs >= 1 and min(cfg.input_size) >= 16
     # the default model's recipe (make train-default): green surroundings in both of its steps

@@ -16,10 +16,11 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; BUDGET=${BUDGET:-540}; RENDER_S=${RENDER_S:-110}; ACCEL=${ACCEL:-gpu}
 WIDE_KWARGS=${WIDE_KWARGS:-"{width: 0.75}"}; BATCH=${BATCH:-128}; LR=${LR:-0.003}; BACKGROUND=${BACKGROUND:-0}
 SMOKE_BATCHES=${SMOKE_BATCHES:-60}
-# the rate comes from two logged steps or more (log_every_n_steps: 20); with fewer, the fallback counts the
-# run's start-up as training time and plans far too few epochs (4 instead of about 50 on 2026-11-27)
-[ "$SMOKE_BATCHES" -ge 40 ] || { echo "SMOKE_BATCHES must be at least 40 (two logged steps)"; exit 2; }
-W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT/A" "$OUT/B"
+# the rate is read between logged steps, and the smoke run logs every step: at least 3 batches, so that two
+# steps after the first are timed (on 2026-11-27, 30 batches logged at every 20th step gave one event; the fallback
+# then counted the run's start-up as training time and planned 4 epochs instead of about 50)
+[ "$SMOKE_BATCHES" -ge 3 ] || { echo "SMOKE_BATCHES must be at least 3"; exit 2; }
+W=${WORK:-/tmp/okw}; rm -rf "$W"; mkdir -p "$W" "$OUT"
 exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 RUNS=${RUNS:-A B}; NRUNS=$(echo $RUNS | wc -w)
@@ -45,7 +46,8 @@ import yaml
 c = yaml.safe_load(open("configs/default-gpu.yaml"))
 c["augment"] = {**c["augment"], "background": float("$BACKGROUND")}
 yaml.safe_dump(c, open("$W/a.yaml", "w"))
-yaml.safe_dump({**c, "limit_train_batches": $SMOKE_BATCHES, "limit_val_batches": 4}, open("$W/smoke.yaml", "w"))
+yaml.safe_dump({**c, "limit_train_batches": $SMOKE_BATCHES, "limit_val_batches": 4, "log_every_n_steps": 1},
+               open("$W/smoke.yaml", "w"))
 yaml.safe_dump({**c, "arch_kwargs": yaml.safe_load("$WIDE_KWARGS")}, open("$W/wide.yaml", "w"))
 PY
 s=$(date +%s)
@@ -68,6 +70,7 @@ try:
         acc = EventAccumulator(d); acc.Reload(); ev += acc.Scalars("train_loss_step")
 except Exception as exc:
     print("no step times:", exc, file=sys.stderr)
+ev = ev[1:]  # the first logged step waits for the loaders to start
 rate = (ev[-1].step - ev[0].step) * $BATCH / (ev[-1].wall_time - ev[0].wall_time) if len(ev) > 1 else $SMOKE_BATCHES * $BATCH / max(1, $took)
 print(f"rate {rate:.0f} images/s", file=open("$W/rate.txt", "w"))
 print(max(2, int(0.9 * rate / (1.5 if $NRUNS > 1 else 1.0) * ($left - 30) / $ntrain)))
@@ -87,6 +90,6 @@ wait "${pids[@]}"
 el done-train
 for r in $RUNS; do
   grep -vi "warn" $W/$r.log | tail -n 3
-  cp $W/$r/card.json $W/$r/model.safetensors $W/$r/metrics.csv $OUT/$r/ 2>/dev/null
+  mkdir -p $OUT/$r; cp $W/$r/card.json $W/$r/model.safetensors $W/$r/metrics.csv $OUT/$r/ 2>/dev/null
 done
 el end
