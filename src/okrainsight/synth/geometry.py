@@ -181,11 +181,14 @@ def okra_profile(
     shoulder: float,
     samples: int = 256,
     cap_base: float = 0.0,
+    cap_cone: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Radius table of an okra: stem, calyx cap, blunt shoulder, long taper to a sharp tip.
 
     ``cap_base`` is the radius fraction of the calyx's crown where the stem leaves it
-    (0 = the cap closes down to the stem radius, like a chilli's).
+    (0 = the cap closes down to the stem radius, like a chilli's). ``cap_cone`` blends the
+    cap's outline from a collar (0: full width 60% of the way down) to a cone that widens
+    over the whole cap (1).
 
     ``width`` is the full diameter of the body; ``taper_start`` the fraction of the
     body length where the taper begins; ``taper_power`` < 1 gives a blunt, > 1 a
@@ -199,7 +202,9 @@ def okra_profile(
     cap = (s >= -cap_len) & (s < 0)
     vc = (s[cap] + cap_len) / max(cap_len, 1e-6)
     r0 = max(stem_radius, cap_base * rb)
-    r_cap = r0 + (rb * 0.93 - r0) * np.sqrt(smoothstep(0.0, 0.6, vc))
+    collar = np.sqrt(smoothstep(0.0, 0.6, vc))
+    cone = np.clip(vc, 0.0, 1.0) ** 0.8
+    r_cap = r0 + (rb * 0.93 - r0) * ((1.0 - cap_cone) * collar + cap_cone * cone)
     r[cap] = r_cap
     body = s >= 0
     v = s[body] / length

@@ -80,6 +80,10 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         "taper_power": float(rng.uniform(0.9, 2.2)),
         "shoulder": float(rng.uniform(0.78, 0.93)),
         "tilt": 0.0,
+        # v16: the calyx is a ridged cone more often than a collar (1 = cone from the stem to the body)
+        "cap_cone": float(rng.uniform(0.3, 1.0)),
+        # v16: most pods are a polygon in section (flat faces between the ridges), as real pods are
+        "facet": float(rng.uniform(0.45, 0.95) if rng.random() < 0.85 else rng.uniform(0.0, 0.3)),
     }
 
 
@@ -121,6 +125,7 @@ def pod_tube(attrs: dict, centre: tuple[float, float], angle: float, rng: np.ran
         attrs["taper_power"],
         attrs["shoulder"],
         cap_base=attrs.get("cap_base", 0.7),
+        cap_cone=attrs.get("cap_cone", 0.0),
     )
     nodes, s_nodes = centreline(
         (0.0, 0.0), angle, -(cap + stem), L, attrs["curvature"], attrs["wiggle"], rng.uniform(0, 6.28)
@@ -175,6 +180,11 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
         browning_tip=float(max(0.0, age - 0.55) * rng.uniform(0.5, 2.0)),
         fibre=float(age * rng.uniform(0.05, 0.3)),
         wrap=float(rng.uniform(0.3, 0.8)),
+        facet=float(attrs.get("facet", 0.0)),
+        concave=float(rng.uniform(0.0, 0.5)),
+        crest=float(rng.uniform(0.05, 0.3) * (1.0 + age)),
+        lobes=float(rng.uniform(0.15, 0.6)),
+        velvet=float(np.clip(fuzz - 1.0, 0.0, 1.0) * rng.uniform(1.2, 2.0)),
     )
 
 

@@ -5,7 +5,8 @@ Colours are float32 RGB in 0..1 (roughly linear). A :class:`Light` is a directio
 
 The okra cues are built here:
 * ridges: the cross-section radius is ``r0 * (1 + a * cos(k * theta'))`` with ``k`` in 5..8
-  ridges; the normal tilts with the derivative, grooves (valleys) are darkened;
+  ridges; the normal tilts with the derivative, grooves (valleys) are darkened; from v16 okra is
+  mostly a polygon (``facet``): flat or hollow faces of even brightness, pale ridge crests;
 * hairs: a pale velvety sheen towards the silhouette and fine bright specks;
 * a matte surface (low, wide specular) unlike the glossy skin of chillies and peppers;
 * calyx cap with its rim line, and the pale cut face of the stem.
@@ -84,6 +85,11 @@ class Material:
     flat: float = 0.0  # flattening of the cross-section (pea and bean pods)
     wrap: float = 0.0  # wrap-around (soft, translucent) lighting: 0 = hard Lambert, 0.5 = soft
     fold: float = 0.0  # v14: a blade folded down its middle (leeks): towards two flat facets (flat at 1)
+    facet: float = 0.0  # v16: ridged tubes as a polygon: 0 = round with ridge bumps, 1 = flat faces between ridges
+    concave: float = 0.0  # v16: faces hollowed between the ridges (the normal turns back across a face)
+    crest: float = 0.0  # v16: pale, sharp ridge crests (hairs and a raised edge catch the light)
+    lobes: float = 0.0  # v16: calyx lobes reaching onto the body between the ridges (fraction of the cap length)
+    velvet: float = 0.0  # v16: a matte fur veil over the whole surface (pods on the plant)
 
 
 def value_noise(rng: np.random.Generator, shape: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
@@ -112,11 +118,25 @@ def shade_tube(
         alpha = alpha * (1.0 - mat.fold) + mat.fold * 0.6 * np.sign(theta)
     groove = np.zeros_like(u)
     thp = None
+    crest = None
     if mat.ridges > 0 and mat.ridge_amp > 0:
         thp = mat.ridges * (theta - mat.ridge_phase - mat.twist * v)
         sin_k = np.sin(thp)
-        alpha = alpha + np.arctan(mat.ridge_amp * mat.ridges * np.sign(sin_k) * np.abs(sin_k) ** 0.7)
+        bump = np.arctan(mat.ridge_amp * mat.ridges * np.sign(sin_k) * np.abs(sin_k) ** 0.7)
         groove = ((1.0 - np.cos(thp)) * 0.5) ** 6
+        if mat.facet > 0:
+            # v16: a k-sided polygon: ridges at thp = 0 (mod 2 pi), face centres at pi. Across a face the
+            # normal holds the face's direction (hollowed by ``concave``), so the pod shows bands of even
+            # brightness that step at each ridge, as real pods do, instead of a round tube's smooth ramp.
+            local = (np.mod(thp, 2 * np.pi) - np.pi) / mat.ridges  # radians from the face centre
+            flat = -local * (1.0 + mat.concave)
+            alpha = alpha + mat.facet * flat + (1.0 - mat.facet) * bump
+            alpha = np.clip(alpha, -1.45, 1.45)
+            edge = (np.pi - np.abs(np.mod(thp, 2 * np.pi) - np.pi)) / np.pi  # 0 on a ridge, 1 mid-face
+            crest = np.exp(-((edge / 0.1) ** 2))
+            groove = np.exp(-(((edge - 0.22) / 0.1) ** 2)) * mat.facet
+        else:
+            alpha = alpha + bump
     n_perp = np.sin(alpha)
     n_z = np.cos(alpha)
     # Axial component from the taper (dr/ds).
@@ -131,6 +151,8 @@ def shade_tube(
     L = light.direction
     ndotl = nx * L[0] + ny * L[1] + nz * L[2]
     diffuse = np.clip((ndotl + mat.wrap) / (1.0 + mat.wrap), 0.0, 1.0)
+    if mat.velvet > 0:  # fur scatters light: flatter shading
+        diffuse = diffuse * (1.0 - 0.4 * mat.velvet) + 0.24 * mat.velvet
     H = light.half
     spec = np.clip(nx * H[0] + ny * H[1] + nz * H[2], 0.0, 1.0) ** mat.shininess
 
@@ -185,14 +207,18 @@ def shade_tube(
     # Parts: cap, stem, cut face.
     cap_len, stem_len = tube.cap_len, tube.stem_len
     if cap_len > 0 and mat.cap is not None:
-        in_cap = (f.s < 0)[..., None]
+        # v16: the calyx's lobes reach down onto the body between the ridges, so its rim is scalloped.
+        edge_s = np.zeros_like(f.s)
+        if mat.lobes > 0 and thp is not None:
+            edge_s = mat.lobes * cap_len * ((1.0 - np.cos(thp)) * 0.5) ** 1.5
+        in_cap = (f.s < edge_s)[..., None]
         cap_col = np.asarray(mat.cap, np.float32)
         wrinkle = 0.85 + 0.3 * lookup(value_noise(rng, (12, 6), (ts, ta)))[..., None]
         albedo = np.where(in_cap, cap_col * wrinkle, albedo)
         # The scalloped rim of the calyx: a dark line at the junction, lighter just above it.
-        rim = np.exp(-(((f.s + 0.6) / 1.1) ** 2))[..., None]
+        rim = np.exp(-(((f.s - edge_s + 0.6) / 1.1) ** 2))[..., None]
         albedo = albedo * (1 - 0.3 * rim)
-        lip = np.exp(-(((f.s + 2.2) / 1.3) ** 2))[..., None]
+        lip = np.exp(-(((f.s - edge_s + 2.2) / 1.3) ** 2))[..., None]
         albedo = albedo + 0.08 * lip
     if stem_len > 0 and mat.stem is not None:
         in_stem = (f.s < -cap_len)[..., None]
@@ -210,12 +236,14 @@ def shade_tube(
     shade = light.ambient + (1 - light.ambient) * diffuse
     if mat.groove_dark > 0:
         shade = shade * (1 - mat.groove_dark * groove)
+    if crest is not None and mat.crest > 0:
+        shade = shade * (1 + mat.crest * crest)
     rgb = albedo * (shade * light.intensity)[..., None] * light.colour
     rgb = rgb + (mat.specular * spec)[..., None] * light.colour
     if mat.hair > 0:
         geo_nz = np.sqrt(np.clip(1 - u * u, 0, 1))
         rim = (1 - geo_nz) ** 2.5
-        sheen = mat.hair * (0.35 * rim + 0.05)
+        sheen = mat.hair * (0.35 * rim + 0.05 + 0.15 * mat.velvet)
         specks = (rng.random(m) < 0.08 * mat.hair).astype(np.float32) * 0.2 * mat.hair * mat.grain
         light_grey = np.array([0.85, 0.9, 0.8], np.float32) * light.colour
         rgb = rgb + ((sheen + specks) * (0.4 + 0.6 * diffuse))[..., None] * light_grey
