@@ -586,3 +586,101 @@ def test_piles_hold_slender_pods_as_well_as_fat_ones() -> None:
     assert len(ratios) > 100
     assert (ratios < 0.13).mean() > 0.1
     assert (ratios > 0.2).mean() > 0.05
+
+
+def _ridged_profile(**mat_kw: float) -> np.ndarray:
+    """Mean brightness down the middle column of a straight, level ridged tube lying along x
+    (its width runs down y), lit from above; the anti-aliased rim left out."""
+    from okrainsight.synth.distractors import _tube
+    from okrainsight.synth.geometry import generic_profile
+    from okrainsight.synth.shading import Light, Material, tube_sprite
+
+    light = Light(direction=np.array([0.3, -0.5, 0.8]), colour=np.ones(3, np.float32), ambient=0.2)
+    s, r = generic_profile(200.0, 48.0, 0.05, 0.05, 0.5, 0.5)
+    rng = np.random.default_rng(0)
+    tube = _tube(s, r, (160.0, 120.0), 0.0, rng, 0.0)
+    kw = {"ridges": 5, "ridge_amp": 0.05, "specular": 0.0, "mottle": 0.0, **mat_kw}
+    mat = Material(base=np.array([0.3, 0.6, 0.3], np.float32), **kw)
+    sp = tube_sprite(tube, mat, light, rng, (320, 240), "okra")
+    col = sp.cover.shape[1] // 2
+    rows = np.flatnonzero(sp.cover[:, col])
+    return sp.rgb[rows, col].mean(axis=1)[3:-3]
+
+
+def test_faceted_pods_show_level_faces_that_step_at_the_ridges() -> None:
+    """v16: with ``Material.facet`` 1 a ridged tube shades as a polygon, as real okra does: each
+    face is level and the brightness steps at the ridges, where a round ridged tube (facet 0)
+    brightens and darkens smoothly all across."""
+    faceted, round_ = _ridged_profile(facet=1.0), _ridged_profile(facet=0.0)
+    level = lambda p: float((np.abs(np.diff(p)) < 0.004).mean())  # noqa: E731
+    steps = lambda p: int((np.abs(np.diff(p)) > 0.03).sum())  # noqa: E731
+    assert level(faceted) > 0.75 and level(round_) < 0.5
+    assert steps(faceted) >= 1  # a ridge between two faces (here one faces the camera-side light)
+    assert steps(round_) == 0
+
+
+def test_ridge_crests_are_pale_and_fur_flattens_the_shading() -> None:
+    plain = _ridged_profile(facet=1.0)
+    crested = _ridged_profile(facet=1.0, crest=0.3)
+    assert np.all(crested >= plain - 1e-6) and (crested - plain).max() > 0.03
+    velvet = _ridged_profile(facet=1.0, velvet=1.0)
+    assert velvet.std() < 0.75 * plain.std()
+
+
+def test_calyx_rim_is_scalloped_by_lobes_reaching_onto_the_body() -> None:
+    """v16: with ``Material.lobes`` the calyx colour reaches past the cap/body junction (s = 0)
+    between the ridges and not on them, so the rim is scalloped; without lobes it stops at s = 0.
+    The mask is unchanged: it is decided by the geometry (body and cap), not by colour."""
+    from okrainsight.synth.geometry import Tube, centreline, okra_profile
+    from okrainsight.synth.shading import Light, Material, tube_sprite
+
+    cap_len = 24.0
+    s_tab, r_tab = okra_profile(200.0, 40.0, cap_len, 0.0, 4.0, 0.5, 1.2, 0.9, cap_base=0.5, cap_cone=1.0)
+    nodes, s_nodes = centreline((40.0 + cap_len, 120.0), 0.0, -cap_len, 200.0, 0.0)
+    light = Light(direction=np.array([0.0, 0.0, 1.0]), colour=np.ones(3, np.float32), ambient=0.6)
+
+    def cap_share(lobes: float) -> tuple[float, float]:
+        rng = np.random.default_rng(0)
+        tube = Tube(nodes, s_nodes, s_tab, r_tab, cap_len=cap_len)
+        mat = Material(
+            base=np.array([0.1, 0.1, 0.8], np.float32),
+            cap=np.array([0.8, 0.1, 0.1], np.float32),
+            ridges=5,
+            ridge_amp=0.05,
+            facet=1.0,
+            lobes=lobes,
+            specular=0.0,
+            mottle=0.0,
+        )
+        sp = tube_sprite(tube, mat, light, rng, (320, 240), "okra")
+        f = sp.fields
+        rgb = sp.rgb[f.ys, f.xs]
+        red = rgb[:, 0] > rgb[:, 2]
+        just_below = f.inside & (f.s > 1.0) & (f.s < 0.5 * cap_len)
+        return float(red[just_below].mean()), float(red[f.inside & (f.s < -2.0)].mean())
+
+    body_flat, cap_flat = cap_share(0.0)
+    body_lobed, cap_lobed = cap_share(0.8)
+    assert cap_flat > 0.95 and cap_lobed > 0.95
+    assert body_flat == 0.0
+    assert 0.15 < body_lobed < 0.85  # some of the band is calyx, the rest body: a scalloped rim
+
+
+def test_calyx_cone_widens_over_the_whole_cap() -> None:
+    from okrainsight.synth.geometry import okra_profile
+
+    def cap_radius(cone: float, v: float) -> float:
+        s, r = okra_profile(200.0, 40.0, 20.0, 0.0, 4.0, 0.5, 1.2, 0.9, cap_base=0.4, cap_cone=cone)
+        return float(np.interp(-20.0 + v * 20.0, s, r))
+
+    assert cap_radius(1.0, 0.3) < cap_radius(0.0, 0.3) - 3  # the collar is near full width by then
+    assert cap_radius(1.0, 0.1) < cap_radius(1.0, 0.5) < cap_radius(1.0, 0.9)
+    assert cap_radius(1.0, 0.99) == pytest.approx(cap_radius(0.0, 0.99), abs=1.0)
+
+
+def test_most_rendered_pods_are_faceted() -> None:
+    from okrainsight.synth.pods import sample_pod_attributes
+
+    rng = np.random.default_rng(0)
+    facets = np.array([sample_pod_attributes(rng, 100.0)["facet"] for _ in range(400)])
+    assert 0.75 < (facets >= 0.45).mean() < 0.95 and facets.max() <= 0.95
