@@ -85,10 +85,10 @@ class Material:
     flat: float = 0.0  # flattening of the cross-section (pea and bean pods)
     wrap: float = 0.0  # wrap-around (soft, translucent) lighting: 0 = hard Lambert, 0.5 = soft
     fold: float = 0.0  # v14: a blade folded down its middle (leeks): towards two flat facets (flat at 1)
-    facet: float = 0.0  # v16: ridged tubes as a polygon: 0 = round with ridge bumps, 1 = flat faces between ridges
+    facet: float = 0.0  # v16: ridged tube as a polygon: 0 = round with ridge bumps, 1 = flat faces
     concave: float = 0.0  # v16: faces hollowed between the ridges (the normal turns back across a face)
     crest: float = 0.0  # v16: pale, sharp ridge crests (hairs and a raised edge catch the light)
-    lobes: float = 0.0  # v16: calyx lobes reaching onto the body between the ridges (fraction of the cap length)
+    lobes: float = 0.0  # v16: calyx lobes reaching onto the body between ridges (x cap length)
     velvet: float = 0.0  # v16: a matte fur veil over the whole surface (pods on the plant)
 
 
