@@ -357,6 +357,25 @@ def test_init_from_copies_weights_and_refuses_other_arch(tmp_path: Path) -> None
         init_weights(TinyNet(8), str(tmp_path / "donor"), "okra_lraspp_small")
 
 
+def test_init_from_takes_the_built_in_default_by_name() -> None:
+    """``okra train --init-from default`` (the example of ``okra train --help``) fine-tunes the
+    built-in model: its weights load by name, as ``okra export default`` finds them."""
+    from okrainsight.checkpoint import load_card, load_checkpoint
+    from okrainsight.errors import ModelError
+    from okrainsight.runtime import BUILTIN_DIR
+    from okrainsight.students import create_student
+    from okrainsight.training import init_weights
+
+    card = load_card(BUILTIN_DIR / "default")
+    fresh = create_student(card.arch, **card.arch_kwargs)
+    init_weights(fresh, "default", card.arch)
+    builtin, _ = load_checkpoint(BUILTIN_DIR / "default")
+    for key, value in builtin.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    with pytest.raises(ModelError, match="no built-in model named .nosuchmodel."):
+        init_weights(fresh, "nosuchmodel", card.arch)
+
+
 TINY_BN = "_test_tiny_bn_training"
 
 

@@ -595,10 +595,11 @@ def _devices(value: Any) -> Any:
 
 
 def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
-    """Fine-tune: copy the weights of the model folder ``source`` (same ``arch``) into ``model``."""
-    from okrainsight.checkpoint import load_checkpoint
+    """Fine-tune: copy the weights of ``source`` (same ``arch``) into ``model``: a model or run
+    folder, a file inside one, or a built-in model's name (``default``)."""
+    from okrainsight.export import load_export_source
 
-    donor, card = load_checkpoint(source)
+    donor, card = load_export_source(source)
     if card.arch != arch:
         raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
     model.load_state_dict(donor.state_dict())
