@@ -944,6 +944,11 @@ def export_cmd(
     int8: Path | None = typer.Option(
         None, "--int8", help="ONNX only: static int8 quantisation calibrated on this folder of images."
     ),
+    int8_weights: bool = typer.Option(
+        False,
+        "--int8-weights",
+        help="ONNX only: int8 convolution weights (a quarter of the bytes), float32 compute; no calibration.",
+    ),
     size: str | None = typer.Option(
         None, "--size", help="Export at WIDTHxHEIGHT instead of the card's size."
     ),
@@ -958,7 +963,7 @@ def export_cmd(
 
     The exported model takes an RGB image at the model's input size (uint8 NHWC; Core ML: an
     ImageType) and returns the okra probability and mask. Parity against PyTorch (mask IoU >= 0.99;
-    fp16/int8: at most 1 IoU point below fp32) is checked right after writing; a failed check
+    fp16/int8/int8 weights: at most 1 IoU point below fp32) is checked right after writing; a failed check
     exits non-zero and leaves no file.
 
     With --grader DIR the grader's CNN goes into grader/ next to the model file: cnn.onnx (and
@@ -972,7 +977,14 @@ def export_cmd(
 
     net, card = load_export_source(model)
     res = export_model(
-        net, card, fmt.lower(), out, fp16=fp16, int8_calib=int8, size=parse_size(size) if size else None
+        net,
+        card,
+        fmt.lower(),
+        out,
+        fp16=fp16,
+        int8_calib=int8,
+        int8_weights=int8_weights,
+        size=parse_size(size) if size else None,
     )
     graded = None
     if grader is not None:
