@@ -251,14 +251,20 @@ def test_shipped_configs_parse() -> None:
         "smoke.yaml",
         "default-gpu.yaml",
         "default-gpu2.yaml",
+        "default-gpu3.yaml",
         "default-round8.yaml",
         "default-round9.yaml",
+        "default-round10.yaml",
     ):
         cfg = make_config(root / name)
         assert cfg.epochs >= 1 and min(cfg.input_size) >= 16
     # the default model's recipe (make train-default): green surroundings in both of its steps
-    for name in ("default-gpu2.yaml", "default-round9.yaml"):
+    for name in ("default-gpu2.yaml", "default-round9.yaml", "default-gpu3.yaml", "default-round10.yaml"):
         assert make_config(root / name).augment["background"] == 0.3
+    # v0.9's two steps train the student at width 0.75, the GPU run for the 76 epochs it ran
+    for name in ("default-gpu3.yaml", "default-round10.yaml"):
+        assert make_config(root / name).arch_kwargs == {"width": 0.75}
+    assert make_config(root / "default-gpu3.yaml").epochs == 76
 
 
 def test_training_learns_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
