@@ -289,6 +289,52 @@ def test_live_page_without_grader_cnn_shows_no_verdict(setup: dict) -> None:
         thread.join(timeout=10)
 
 
+def _serve_page(setup: dict, model: Path, frames: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Serve ``model`` alone, open the live page, wait for ``frames`` frames; return the page's
+    stats, its last camera frame and its mask."""
+    app = create_app(None, model=model, strict_model=True)
+    server, thread, port = start_server(app)
+    try:
+        page = setup["context"].new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        _wait_frames(page, frames)
+        stats = page.evaluate("window.okraStats")
+        last = page.evaluate("window.okraLastFrame()")
+        page.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    w, h = stats["width"], stats["height"]  # the model's input size: the page scales frames to it
+    return stats, _decode(last["rgb"], (h, w, 3)), _decode(last["mask"], (h, w)) > 127
+
+
+def test_live_page_runs_int8_weight_models_in_the_browser(setup: dict) -> None:
+    """onnxruntime-web runs a model whose convolution weights are stored as int8 (``okra export
+    --int8-weights``, the built-in default's ``model.onnx`` since v0.9): the test model so stored
+    gives the mask Python gives, and the shipped default model itself runs frame after frame."""
+    import onnx
+
+    from okrainsight.export import quantise_conv_weights
+    from okrainsight.runtime import BUILTIN_DIR
+
+    small = setup["root"] / "model-int8w"
+    shutil.copytree(setup["model_dir"], small)
+    proto = onnx.load(str(small / "model.onnx"))
+    assert quantise_conv_weights(proto, min_elements=1) == 2
+    onnx.save(proto, str(small / "model.onnx"))
+    stats, frame, browser_mask = _serve_page(setup, small, 5)
+    assert stats["backend"] == "wasm" and stats["error"] is None
+    python_mask = load_served_model(small).segmenter.segment(frame).mask
+    assert python_mask.mean() > 0.01
+    assert (browser_mask & python_mask).sum() / (browser_mask | python_mask).sum() >= 0.95
+
+    shipped = onnx.load(str(BUILTIN_DIR / "default" / "model.onnx"))
+    assert any(i.name.endswith("_int8") for i in shipped.graph.initializer)
+    stats, _, _ = _serve_page(setup, BUILTIN_DIR / "default", 3)
+    assert stats["backend"] == "wasm" and stats["error"] is None and stats["frames"] > 3
+    assert [stats["width"], stats["height"]] == list(load_served_model("default").card.input_size)
+
+
 def test_server_fallback_backend_segments_frames(setup: dict) -> None:
     page = setup["context"].new_page()
     page.goto(setup["base"] + "/?backend=server")
