@@ -36,11 +36,12 @@ demo: $(STAMP)
 # The built-in default model (v0.9)'s recipe: render the data (tools/prepare_default_data.py, with the real pods of
 # white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train the width-0.75 student
 # from scratch with green surroundings for three in ten okra images (configs/default-gpu3.yaml: batches augmented on the
-# GPU; its 76 epochs took 5.6 minutes on one H200, many hours on a CPU), fine-tune twice on a CPU
+# GPU; v0.9's run was stopped by a 5.6-minute cap on one H200 after 76 of these 119 epochs; many hours on a CPU),
+# fine-tune twice on a CPU
 # (configs/default-round10.yaml; training seeds 0 and 1), average the GPU run and the two fine-tunes with weights 6,1,1
 # (okra average), install into src/okrainsight/models/default (fp16 weights + ONNX with int8 convolution weights, tiles
-# 1,2, flips h,v,hv). Every step renders with the current renderer (v16), as v0.9's did. GPU training is not bit-exact,
-# so the recipe gives a close model, not the same one (docs/model-card.md).
+# 1,2, flips h,v,hv). Every step renders with the current renderer (v16), as v0.9's did. All 119 epochs and GPU training
+# that is not bit-exact give a close model, not the same one (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra

@@ -261,10 +261,10 @@ def test_shipped_configs_parse() -> None:
     # the default model's recipe (make train-default): green surroundings in both of its steps
     for name in ("default-gpu2.yaml", "default-round9.yaml", "default-gpu3.yaml", "default-round10.yaml"):
         assert make_config(root / name).augment["background"] == 0.3
-    # v0.9's two steps train the student at width 0.75, the GPU run for the 76 epochs it ran
+    # v0.9's two steps train the student at width 0.75, the GPU run on the schedule it was planned with
     for name in ("default-gpu3.yaml", "default-round10.yaml"):
         assert make_config(root / name).arch_kwargs == {"width": 0.75}
-    assert make_config(root / "default-gpu3.yaml").epochs == 76
+    assert make_config(root / "default-gpu3.yaml").epochs == 119
 
 
 def test_training_learns_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
@@ -380,6 +380,37 @@ def test_init_from_takes_the_built_in_default_by_name() -> None:
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(ModelError, match="no built-in model named .nosuchmodel."):
         init_weights(fresh, "nosuchmodel", card.arch)
+
+
+def test_fine_tune_builds_the_donors_arch_kwargs(tiny_data: Path, tmp_path: Path) -> None:
+    """A fine-tune builds the donor's width when its config sets none (the built-in default is
+    wider than the student's own default since v0.9, so ``--init-from default`` with a plain
+    config needs this), and refuses a config that sets another."""
+    from okrainsight.checkpoint import ModelCard, load_card, save_checkpoint
+    from okrainsight.runtime import BUILTIN_DIR
+    from okrainsight.training import TrainConfig, donor_arch_kwargs
+
+    card = load_card(BUILTIN_DIR / "default")
+    assert card.arch_kwargs and TrainConfig().arch_kwargs == {}  # v0.9: {"width": 0.75}
+    assert donor_arch_kwargs("default", card.arch, {}) == card.arch_kwargs
+    assert donor_arch_kwargs("default", card.arch, dict(card.arch_kwargs)) == card.arch_kwargs
+    with pytest.raises(ConfigError, match="leave arch_kwargs unset"):
+        donor_arch_kwargs("default", card.arch, {"width": 0.25})
+    with pytest.raises(ConfigError, match="init_from holds"):
+        donor_arch_kwargs("default", "u2netp", {})
+    # end to end on a tiny student: the run's card and weights have the donor's width
+    torch.manual_seed(3)
+    save_checkpoint(tmp_path / "donor", TinyNet(5), ModelCard(arch=TINY, arch_kwargs={"width": 5}))
+    run = train(
+        make_config(
+            None,
+            smoke_overrides(
+                tiny_data, tmp_path / "ft", arch=TINY, epochs=1, init_from=str(tmp_path / "donor")
+            ),
+        )
+    )
+    tuned, tuned_card = load_checkpoint(run)
+    assert tuned_card.arch_kwargs == {"width": 5} and tuned.head.weight.shape == TinyNet(5).head.weight.shape
 
 
 TINY_BN = "_test_tiny_bn_training"

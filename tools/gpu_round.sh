@@ -3,9 +3,10 @@
 #   1. environment; 2. N renders on every core (at most 2 RENDER_S seconds) (tools/prepare_default_data.py, real pods
 #   from PODS and real negatives from NEGS when given); 3. a DDP + bf16 smoke run that also measures the
 #   training throughput with the batches augmented on the GPU (--augment-on device); 4. two students trained
-#   from scratch side by side on the same renders, epochs fitted to the time left: the default's architecture
-#   (okra_lraspp_small, width 0.5) and a wider one (WIDE_KWARGS), to tell capacity from training time.
-#   RUNS=A trains the default's architecture alone, with all cores but one as loader workers (the loaders limit the rate).
+#   from scratch side by side on the same renders, epochs fitted to the time left: the small student
+#   (okra_lraspp_small, width 0.5: v0.8's) and a wider one (WIDE_KWARGS, width 0.75: v0.9's), to tell capacity from
+#   training time.
+#   RUNS=A trains width 0.5 alone (RUNS=B width 0.75 alone), with all cores but one as loader workers (the loaders limit the rate).
 #   BACKGROUND (default 0) sets augment.background for both: the chance that a training image with okra gets green
 #   surroundings (okrainsight.background_swap; 0.3 is what v0.7's fine-tunes and every step of v0.8 used, docs/model-card.md).
 # Usage on the GPU machine, from the repository root:

@@ -1159,6 +1159,10 @@ def quantise_conv_weights(proto: Any, min_elements: int = 16) -> int:
     that of the fp32 file; the weights take a quarter of the bytes, with a rounding error of at
     most half a step (``scale / 2``) per weight.
 
+    Left in float32: weights that are graph inputs, weights another op (or another input of a
+    ``Conv``) reads too, and weights held in ``Constant`` nodes rather than initializers (the
+    legacy exporter writes initializers). New tensor names never clash with existing ones.
+
     Args:
         proto: an ``onnx.ModelProto`` (changed in place).
         min_elements: smaller weights are left in float32.
@@ -1170,16 +1174,32 @@ def quantise_conv_weights(proto: Any, min_elements: int = 16) -> int:
 
     graph = proto.graph
     conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv" and len(n.input) > 1}
+    # left alone: weights a caller may feed (graph inputs) and weights another input or op also reads
+    other_uses = {name for n in graph.node for i, name in enumerate(n.input) if n.op_type != "Conv" or i != 1}
+    other_uses |= {i.name for i in graph.input}
+    taken = {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    taken |= {o for n in graph.node for o in n.output}
+
+    def fresh(name: str) -> str:
+        k, out = 0, name
+        while out in taken:
+            k += 1
+            out = f"{name}_{k}"
+        taken.add(out)
+        return out
+
     keep, added, dequant = [], [], []
     for init in graph.initializer:
-        w = numpy_helper.to_array(init) if init.name in conv_weights else None
-        if w is None or init.data_type != TensorProto.FLOAT or w.ndim != 4 or w.size < min_elements:
+        usable = init.name in conv_weights and init.name not in other_uses
+        w = numpy_helper.to_array(init) if usable and init.data_type == TensorProto.FLOAT else None
+        if w is None or w.ndim != 4 or w.size < min_elements:
             keep.append(init)
             continue
-        amax = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        amax = np.abs(w).reshape(w.shape[0], -1).max(axis=1).astype(np.float32) / np.float32(127.0)
+        scale = np.where(amax > np.finfo(np.float32).tiny, amax, np.float32(1.0)).astype(np.float32)
         q = np.clip(np.round(w / scale[:, None, None, None]), -127, 127).astype(np.int8)
-        q_name, s_name, f_name = f"{init.name}_int8", f"{init.name}_scale", f"{init.name}_float"
+        q_name, s_name = fresh(f"{init.name}_int8"), fresh(f"{init.name}_scale")
+        f_name = fresh(f"{init.name}_float")
         added += [
             numpy_helper.from_array(q, q_name),
             numpy_helper.from_array(scale.reshape(-1, 1, 1, 1), s_name),

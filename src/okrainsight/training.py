@@ -594,6 +594,27 @@ def _devices(value: Any) -> Any:
     return value
 
 
+def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch_kwargs`` a fine-tune of ``source`` must build (``init_from``).
+
+    A run that sets none takes the donor's (``okra train --init-from default`` builds the
+    built-in model's width, whatever the config's default); a run that sets its own must match
+    the donor's, else :class:`ConfigError` names both.
+    """
+    from okrainsight.export import load_export_source
+
+    _, card = load_export_source(source)
+    if card.arch != arch:
+        raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
+    donor = dict(card.arch_kwargs)
+    if arch_kwargs and dict(arch_kwargs) != donor:
+        raise ConfigError(
+            f"{source}: init_from holds {arch} with arch_kwargs {donor}, but this run sets "
+            f"{dict(arch_kwargs)}; leave arch_kwargs unset to take the donor's"
+        )
+    return donor
+
+
 def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
     """Fine-tune: copy the weights of ``source`` (same ``arch``) into ``model``: a model or run
     folder, a file inside one, or a built-in model's name (``default``)."""
@@ -627,6 +648,11 @@ def train(cfg: TrainConfig) -> Path:
                 raise ConfigError(f"{prev}: the run trained {old.get('arch')!r}, not {cfg.arch!r}")
     elif last.is_file():
         raise ConfigError(f"{run}: holds a training run already; pass --resume or choose a new --out")
+    if cfg.init_from and not cfg.resume:
+        kwargs = donor_arch_kwargs(cfg.init_from, cfg.arch, cfg.arch_kwargs)
+        if kwargs != dict(cfg.arch_kwargs):
+            log.info("fine-tune of %s: arch_kwargs %s taken from it", cfg.init_from, kwargs)
+            cfg = dataclasses.replace(cfg, arch_kwargs=kwargs)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
 
