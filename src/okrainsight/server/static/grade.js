@@ -187,6 +187,11 @@
         };
         for (const p of frontier) grow(p, square);
         if (square) for (const p of older) grow(p, true);
+        if (!next.length && !square) {
+          // pixels joined only diagonally (a cross step finds nothing): take the square step now,
+          // from every pixel reached, as okrainsight.runtime._geodesic_steps does
+          for (let q = 0; q < st.length; q++) if (st[q] >= 0 && st[q] <= k) grow(q, true);
+        }
         if (!next.length) return st;
         k++;
         older = square ? [] : frontier;
