@@ -40,7 +40,7 @@ demo: $(STAMP)
 # fine-tune twice on a CPU
 # (configs/default-round10.yaml; training seeds 0 and 1), average the GPU run and the two fine-tunes with weights 6,1,1
 # (okra average), install into src/okrainsight/models/default (fp16 weights + ONNX with int8 convolution weights, tiles
-# 1,2, flips h,v,hv). Every step renders with the current renderer (v16), as v0.9's did. All 119 epochs and GPU training
+# 1,2, flips h,v,hv). Every step renders with the current renderer (v17; v0.9's steps rendered v16, docs/synth.md). All 119 epochs and GPU training
 # that is not bit-exact give a close model, not the same one (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default

@@ -311,7 +311,8 @@ def test_dataset_is_deterministic_across_worker_counts(tmp_path: Path) -> None:
     labels = load_labels(a / "labels.csv")
     for rec in recs:
         stem = rec["stem"]
-        if rec["pods"]:
+        # a pod with a visible axis gets prompts (a speck of a pod at the frame's edge has none)
+        if any(len(p.get("axis_points") or []) >= 2 for p in rec["pods"]):
             assert len(prompts[stem]["points"]) == 2
             mask = read_mask(a / "masks" / f"{stem}.png")
             for x, y in prompts[stem]["points"]:
@@ -611,7 +612,8 @@ def test_faceted_pods_show_level_faces_that_step_at_the_ridges() -> None:
     """v16: with ``Material.facet`` 1 a ridged tube shades as a polygon, as real okra does: each
     face is level and the brightness steps at the ridges, where a round ridged tube (facet 0)
     brightens and darkens smoothly all across."""
-    faceted, round_ = _ridged_profile(facet=1.0), _ridged_profile(facet=0.0)
+    # shallow ridge bumps (v17 keeps half of them on the faces of old, strongly ridged pods)
+    faceted, round_ = _ridged_profile(facet=1.0, ridge_amp=0.005), _ridged_profile(facet=0.0, ridge_amp=0.005)
     level = lambda p: float((np.abs(np.diff(p)) < 0.004).mean())  # noqa: E731
     steps = lambda p: int((np.abs(np.diff(p)) > 0.03).sum())  # noqa: E731
     assert level(faceted) > 0.75 and level(round_) < 0.5
@@ -689,7 +691,10 @@ def test_pods_carry_facets_into_their_material_and_plant_pods_are_furred() -> No
     rng = np.random.default_rng(0)
     pods = [sample_pod_attributes(rng, 100.0) for _ in range(400)]
     facets = np.array([p["facet"] for p in pods])
-    assert 0.75 < (facets >= 0.45).mean() < 0.95 and facets.max() <= 0.95
+    ages = np.array([p["age"] for p in pods])
+    # most pods faceted, old ones the most (v17: a tenderness cue), about one in seven nearly round
+    assert 0.75 < (facets >= 0.2).mean() < 0.95 and facets.max() <= 0.95
+    assert facets[ages > 0.75].mean() > facets[ages < 0.25].mean() + 0.25
     for p in pods[:20]:
         mat = pod_material(p, rng)
         assert mat.facet == p["facet"] and mat.velvet == 0.0 and mat.lobes > 0 and mat.crest > 0

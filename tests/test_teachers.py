@@ -263,16 +263,27 @@ def test_grabcut_from_one_click_in_the_middle_labels_the_whole_pod() -> None:
         axis = np.asarray(scene.pods[0]["axis_points"], float)
         res = teacher.predict(scene.image, [axis[len(axis) // 2]], [1])
         assert mask_iou(res.mask, scene.mask > 0) >= 0.88, f"seed {seed}"
-    # two clicks keep the box tight: on a bunch of touching pods the label stays on the clicked
-    # pod (0.93), where one click spreads over the bunch (0.04 of the pod; 0.93 of all okra)
+    # two clicks keep the box tight: the box does not grow over the clicked region, so on a bunch
+    # of touching pods the label stays inside the clicks' box grown by the margin, and covers the
+    # clicked pod. It does not separate touching pods inside that box: on renderer v16's bunches
+    # (seeds 3-10) the label's IoU with the clicked pod is 0.25-0.71, its recall 0.34-0.99
+    # (renderer v14's seed 3 happened to give 0.93)
     from okrainsight.synth import render_scene
 
     bunch = render_scene(3, (256, 192), kind="bunch")
     pod = bunch.pods[0]
     axis = np.asarray(pod["axis_points"], float)
     n = len(axis)
-    two = teacher.predict(bunch.image, axis[[int(0.3 * n), int(0.7 * n)]], [1, 1])
-    assert mask_iou(two.mask, bunch.instances == pod["id"]) >= 0.85
+    clicks = axis[[int(0.3 * n), int(0.7 * n)]]
+    two = teacher.predict(bunch.image, clicks, [1, 1])
+    mine = bunch.instances == pod["id"]
+    assert (two.mask & mine).sum() / mine.sum() >= 0.9
+    margin = max(teacher.expand * float(np.linalg.norm(np.ptp(clicks, axis=0))), teacher.min_margin * 256)
+    margin += 3  # the box's integer rounding and the label's edge smoothing
+    ys, xs = np.nonzero(two.mask)
+    assert xs.min() >= clicks[:, 0].min() - margin and xs.max() <= clicks[:, 0].max() + margin
+    assert ys.min() >= clicks[:, 1].min() - margin and ys.max() <= clicks[:, 1].max() + margin
+    assert two.mask.sum() < 0.9 * (bunch.mask > 0).sum()  # not the whole bunch
     assert teacher.describe()["version"] == 2
     # on a busy backdrop the region is large and the box stays small around the click
     rng = np.random.default_rng(0)

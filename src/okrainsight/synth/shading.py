@@ -130,11 +130,12 @@ def shade_tube(
             # brightness that step at each ridge, as real pods do, instead of a round tube's smooth ramp.
             local = (np.mod(thp, 2 * np.pi) - np.pi) / mat.ridges  # radians from the face centre
             flat = -local * (1.0 + mat.concave)
-            alpha = alpha + mat.facet * flat + (1.0 - mat.facet) * bump
+            alpha = alpha + mat.facet * flat + (1.0 - 0.5 * mat.facet) * bump  # v17: bumps kept on faces
             alpha = np.clip(alpha, -1.45, 1.45)
             edge = (np.pi - np.abs(np.mod(thp, 2 * np.pi) - np.pi)) / np.pi  # 0 on a ridge, 1 mid-face
-            crest = np.exp(-((edge / 0.1) ** 2))
-            groove = np.exp(-(((edge - 0.22) / 0.1) ** 2)) * mat.facet
+            crest = np.exp(-((edge / 0.1) ** 2)) * mat.facet
+            line = np.exp(-(((edge - 0.22) / 0.1) ** 2))  # a dark line beside each crest
+            groove = mat.facet * line + (1.0 - mat.facet) * groove
         else:
             alpha = alpha + bump
     n_perp = np.sin(alpha)
