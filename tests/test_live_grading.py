@@ -203,6 +203,41 @@ process.stdin.on('end', () => {
 """
 
 
+_CLEAN_RUNNER = """
+const G = require(process.argv[1]);
+let s = '';
+process.stdin.on('data', (d) => { s += d; });
+process.stdin.on('end', () => {
+  const res = JSON.parse(s).map((c) => {
+    const mask = Uint8Array.from(Buffer.from(c.mask, 'base64'));
+    return Buffer.from(G.openClose(mask, c.width, c.height)).toString('base64');
+  });
+  process.stdout.write(JSON.stringify(res));
+});
+"""
+
+
+def test_js_cleanup_equals_find_pods_opening_and_closing() -> None:
+    """The live page labels pods on its mask cleaned as ``runtime.find_pods`` cleans it (opening then
+    closing, OpenCV's 3x3 ellipse and default borders): equal pixel for pixel on random masks with
+    specks, one-pixel spurs, pin holes and regions touching the frame's edge."""
+    import cv2
+
+    rng = np.random.default_rng(11)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    cases, expected = [], []
+    for w, h in ((64, 48), (37, 53), (160, 128)):
+        m = (cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.5) > 0.5).astype(np.uint8)
+        m[rng.random((h, w)) < 0.02] ^= 1  # specks and pin holes
+        cases.append({"mask": _b64(m * 255), "width": w, "height": h})
+        opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
+        expected.append(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, kernel))
+    for out, want, case in zip(run_grade_js(cases, _CLEAN_RUNNER), expected, cases, strict=True):
+        got = np.frombuffer(base64.b64decode(out), np.uint8).reshape(case["height"], case["width"])
+        raw = np.frombuffer(base64.b64decode(case["mask"]), np.uint8).reshape(got.shape) > 0
+        assert np.array_equal(got, want) and (got != raw).any()
+
+
 def test_js_seeds_keep_the_same_regions_as_python_hysteresis() -> None:
     """The live page's hysteresis (grade.js keepSeeded) equals okrainsight.hysteresis.okra_mask on
     smooth random probability maps with many regions, some with and some without a seed pixel."""

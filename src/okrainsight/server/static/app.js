@@ -107,8 +107,10 @@
     return m;
   }
 
-  // Overlay: green fill, yellow outline, pods = 8-connected regions above a small area.
+  // Overlay: green fill, yellow outline of the mask; pods = 8-connected regions above a small area of
+  // the mask cleaned as okrainsight.runtime.find_pods cleans it (OkraGrade.openClose).
   function drawOverlay(mask) {
+    const clean = OkraGrade.openClose(mask, W, H);
     const FILL = (110 << 24) | (60 << 16) | (220 << 8) | 40, EDGE = (255 << 24) | (0 << 16) | (230 << 8) | 255;
     const n = W * H;
     spx.fill(0);
@@ -120,11 +122,14 @@
       const x = i % W, y = (i - x) / W;
       const edge = x === 0 || y === 0 || x === W - 1 || y === H - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - W] || !mask[i + W];
       spx[i] = edge ? EDGE : FILL;
-      if (labels[i]) continue;
+    }
+    for (let i = 0; i < n; i++) {
+      if (!clean[i] || labels[i]) continue;
+      const x = i % W, y = (i - x) / W;
       // flood fill one region (8-connected)
       const id = pods.length + 1;
       let area = 0, x0 = x, x1 = x, y0 = y, y1 = y, sx = 0, sy = 0;
-      OkraGrade.fillRegion(mask, labels, stack, W, H, i, id, (j) => {
+      OkraGrade.fillRegion(clean, labels, stack, W, H, i, id, (j) => {
         area++;
         const jx = j % W, jy = (j - jx) / W;
         sx += jx; sy += jy;

@@ -322,7 +322,32 @@
     return out;
   }
 
-  const api = { CNN_W, CNN_H, cnnInput, podShape, gateReason, principalAngle, fillRegion, keepSeeded };
+  // The cleanup of okrainsight.runtime.find_pods before it labels pods: a morphological opening then
+  // closing with OpenCV's 3x3 elliptical kernel (a cross; find_pods' kernel for frames under 875 px on
+  // the shorter side, as every model input is), which drops specks and one-pixel spurs and fills pin
+  // holes. Beyond the frame counts as foreground when eroding and background when dilating (OpenCV's
+  // default borders). `mask` is H*W, nonzero = okra -> new H*W Uint8Array of 0/1.
+  function openClose(mask, width, height) {
+    const n = width * height;
+    const morph = (src, erode) => {
+      const out = new Uint8Array(n), edge = erode ? 1 : 0;
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const i = y * width + x;
+          const c = src[i] ? 1 : 0;
+          const l = x > 0 ? (src[i - 1] ? 1 : 0) : edge;
+          const r = x < width - 1 ? (src[i + 1] ? 1 : 0) : edge;
+          const u = y > 0 ? (src[i - width] ? 1 : 0) : edge;
+          const d = y < height - 1 ? (src[i + width] ? 1 : 0) : edge;
+          out[i] = erode ? c & l & r & u & d : c | l | r | u | d;
+        }
+      }
+      return out;
+    };
+    return morph(morph(morph(morph(mask, true), false), false), true);
+  }
+
+  const api = { CNN_W, CNN_H, cnnInput, podShape, gateReason, principalAngle, fillRegion, keepSeeded, openClose };
   if (typeof module === 'object' && module.exports) module.exports = api;
   else root.OkraGrade = api;
 })(typeof self !== 'undefined' ? self : this);
