@@ -33,22 +33,28 @@ from test_server_api import make_model_dir
 
 GRADE_JS = Path(__file__).resolve().parents[1] / "src/okrainsight/server/static/grade.js"
 
-_NODE_RUNNER = """
-const G = require(process.argv[1]);
-let s = '';
-process.stdin.on('data', (d) => { s += d; });
-process.stdin.on('end', () => {
-  const res = JSON.parse(s).map((c) => {
+
+def _node_runner(body: str) -> str:
+    """A node script that loads grade.js as ``G``, reads a JSON list of cases ``c`` on stdin, maps each
+    through ``body`` (JavaScript statements ending in ``return``) and writes the JSON list out."""
+    return (
+        "const G = require(process.argv[1]);\nlet s = '';\n"
+        "process.stdin.on('data', (d) => { s += d; });\n"
+        "process.stdin.on('end', () => {\n  const res = JSON.parse(s).map((c) => {\n"
+        + body
+        + "\n  });\n  process.stdout.write(JSON.stringify(res));\n});\n"
+    )
+
+
+_NODE_RUNNER = _node_runner(
+    """
     const rgb = Uint8Array.from(Buffer.from(c.rgb, 'base64'));
     const lab = Uint8Array.from(Buffer.from(c.labels, 'base64'));
     const crop = G.cnnInput(rgb, c.width, c.height, lab, c.id, c.bbox);
     const shape = G.podShape(lab, c.width, c.id, c.bbox);
     const reason = G.gateReason(shape, c.width * c.height, c.gate);
-    return { crop: Buffer.from(crop.buffer).toString('base64'), shape, reason };
-  });
-  process.stdout.write(JSON.stringify(res));
-});
-"""
+    return { crop: Buffer.from(crop.buffer).toString('base64'), shape, reason };"""
+)
 
 
 def run_grade_js(cases: list[dict], runner: str = _NODE_RUNNER) -> list:
@@ -188,33 +194,19 @@ def make_cnn_grader(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-_SEED_RUNNER = """
-const G = require(process.argv[1]);
-let s = '';
-process.stdin.on('data', (d) => { s += d; });
-process.stdin.on('end', () => {
-  const res = JSON.parse(s).map((c) => {
+_SEED_RUNNER = _node_runner(
+    """
     const mask = Uint8Array.from(Buffer.from(c.mask, 'base64'));
     const prob = new Float32Array(Uint8Array.from(Buffer.from(c.prob, 'base64')).buffer);
-    return Buffer.from(G.keepSeeded(mask, prob, c.width, c.height, c.seed)).toString('base64');
-  });
-  process.stdout.write(JSON.stringify(res));
-});
-"""
+    return Buffer.from(G.keepSeeded(mask, prob, c.width, c.height, c.seed)).toString('base64');"""
+)
 
 
-_CLEAN_RUNNER = """
-const G = require(process.argv[1]);
-let s = '';
-process.stdin.on('data', (d) => { s += d; });
-process.stdin.on('end', () => {
-  const res = JSON.parse(s).map((c) => {
+_CLEAN_RUNNER = _node_runner(
+    """
     const mask = Uint8Array.from(Buffer.from(c.mask, 'base64'));
-    return Buffer.from(G.openClose(mask, c.width, c.height)).toString('base64');
-  });
-  process.stdout.write(JSON.stringify(res));
-});
-"""
+    return Buffer.from(G.openClose(mask, c.width, c.height)).toString('base64');"""
+)
 
 
 def test_js_cleanup_equals_find_pods_opening_and_closing() -> None:
