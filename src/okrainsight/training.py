@@ -594,16 +594,8 @@ def _devices(value: Any) -> Any:
     return value
 
 
-def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``arch_kwargs`` a fine-tune of ``source`` must build (``init_from``).
-
-    A run that sets none takes the donor's (``okra train --init-from default`` builds the
-    built-in model's width, whatever the config's default); a run that sets its own must match
-    the donor's, else :class:`ConfigError` names both.
-    """
-    from okrainsight.export import load_export_source
-
-    _, card = load_export_source(source)
+def _donor_kwargs(card: Any, source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check a donor's ``card`` against the run's ``arch`` and ``arch_kwargs``; return the kwargs to build."""
     if card.arch != arch:
         raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
     donor = dict(card.arch_kwargs)
@@ -615,14 +607,25 @@ def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> di
     return donor
 
 
+def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch_kwargs`` a fine-tune of ``source`` must build (``init_from``).
+
+    A run that sets none takes the donor's (``okra train --init-from default`` builds the
+    built-in model's width, whatever the config's default); a run that sets its own must match
+    the donor's, else :class:`ConfigError` names both.
+    """
+    from okrainsight.export import load_export_source
+
+    return _donor_kwargs(load_export_source(source)[1], source, arch, arch_kwargs)
+
+
 def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
     """Fine-tune: copy the weights of ``source`` (same ``arch``) into ``model``: a model or run
     folder, a file inside one, or a built-in model's name (``default``)."""
     from okrainsight.export import load_export_source
 
     donor, card = load_export_source(source)
-    if card.arch != arch:
-        raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
+    _donor_kwargs(card, source, arch, {})
     model.load_state_dict(donor.state_dict())
     log.info("initialised %s from %s", arch, source)
 
@@ -648,8 +651,12 @@ def train(cfg: TrainConfig) -> Path:
                 raise ConfigError(f"{prev}: the run trained {old.get('arch')!r}, not {cfg.arch!r}")
     elif last.is_file():
         raise ConfigError(f"{run}: holds a training run already; pass --resume or choose a new --out")
+    donor = None  # a fine-tune's starting weights, loaded once: they decide the kwargs, then initialise
     if cfg.init_from and not cfg.resume:
-        kwargs = donor_arch_kwargs(cfg.init_from, cfg.arch, cfg.arch_kwargs)
+        from okrainsight.export import load_export_source
+
+        donor, donor_card = load_export_source(cfg.init_from)
+        kwargs = _donor_kwargs(donor_card, cfg.init_from, cfg.arch, cfg.arch_kwargs)
         if kwargs != dict(cfg.arch_kwargs):
             log.info("fine-tune of %s: arch_kwargs %s taken from it", cfg.init_from, kwargs)
             cfg = dataclasses.replace(cfg, arch_kwargs=kwargs)
@@ -691,8 +698,9 @@ def train(cfg: TrainConfig) -> Path:
             else None
         ),
     )
-    if cfg.init_from and not cfg.resume:
-        init_weights(module.model, cfg.init_from, cfg.arch)
+    if donor is not None:
+        module.model.load_state_dict(donor.state_dict())
+        log.info("initialised %s from %s", cfg.arch, cfg.init_from)
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
