@@ -36,8 +36,9 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
     """Random attributes of one pod; ``scale`` is the typical pod length in pixels."""
     age = float(rng.uniform(0, 1) if age is None else age)
     length = scale * (0.8 + 0.5 * age) * rng.uniform(0.85, 1.15)
-    width = length * rng.uniform(0.12, 0.19) * (1 + 0.1 * age)
-    variety = "burgundy" if rng.random() < 0.04 else ("deep" if rng.random() < 0.3 else "green")
+    # v18: up to 0.22 of the length: full-bodied shop pods (white_02) read as okra, slender ones as blades
+    width = length * rng.uniform(0.12, 0.22) * (1 + 0.1 * age)
+    variety = "burgundy" if rng.random() < 0.04 else ("deep" if rng.random() < 0.35 else "green")
     if variety == "green" and rng.random() < 0.25:
         variety = "grey"
     # Market okra is a bright, saturated grass green (photographed: hue 84-94 degrees, saturation
@@ -144,6 +145,15 @@ def pod_material(attrs: dict, rng: np.random.Generator) -> Material:
     tip = hsv(attrs["hue"] - rng.uniform(0, 15), attrs["sat"] * rng.uniform(0.8, 1.0), attrs["val"] * 1.08)
     if attrs["variety"] == "burgundy":
         cap = hsv(rng.uniform(60, 90), 0.45, 0.45) if rng.random() < 0.5 else base * 1.1
+    elif rng.random() < 0.4:
+        # v18: a calyx of the body's own colour, a shade darker, as on dark shop pods (white_02: a
+        # deep-green cap that only its shape and the neck below it tell from the body; v0.9 found
+        # none of those pods pasted on cloth or among vegetables)
+        cap = hsv(
+            attrs["hue"] - rng.uniform(0, 6),
+            attrs["sat"] * rng.uniform(0.9, 1.05),
+            attrs["val"] * rng.uniform(0.82, 1.0),
+        )
     else:
         cap = hsv(
             attrs["hue"] - rng.uniform(0, 20), attrs["sat"] * rng.uniform(0.7, 0.95), attrs["val"] * 1.05

@@ -72,7 +72,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-17"
+RENDERER_VERSION = "okrainsight-synth-18"
 
 
 @dataclass
