@@ -701,3 +701,55 @@ def test_pods_carry_facets_into_their_material_and_plant_pods_are_furred() -> No
     for _ in range(20):
         mat = pod_material(plant_pod_attributes(rng, 100.0), rng)
         assert mat.velvet > 0.3
+
+
+def test_two_calyxes_in_five_take_the_body_colour() -> None:
+    """v18: white_02's dark shop pods have a cap of the body's own deep green, a shade darker;
+    before v18 every cap was paler and yellower than its body."""
+    import colorsys
+
+    from okrainsight.synth.pods import pod_material, sample_pod_attributes
+
+    rng = np.random.default_rng(1)
+    own = []
+    for _ in range(600):
+        attrs = sample_pod_attributes(rng, 100.0, age=0.2)  # young: no dried brown calyx
+        if attrs["variety"] == "burgundy":
+            continue
+        mat = pod_material(attrs, rng)
+        hb, sb, vb = colorsys.rgb_to_hsv(*np.clip(mat.base, 0, 1))
+        hc, sc, vc = colorsys.rgb_to_hsv(*np.clip(mat.cap, 0, 1))
+        dh = abs((hc - hb + 0.5) % 1.0 - 0.5) * 360
+        own.append(dh <= 6.5 and vc <= vb * 1.001 and sc >= sb * 0.89)
+    assert 0.3 < np.mean(own) < 0.5
+
+
+def test_taper_power_above_one_keeps_the_body_full_into_the_taper() -> None:
+    from okrainsight.synth.geometry import okra_profile
+
+    def radius_mid_taper(power: float) -> float:
+        s, r = okra_profile(200.0, 40.0, 20.0, 0.0, 4.0, 0.5, power, 0.9)
+        return float(np.interp(150.0, s, r))  # half way down the taper (body 0-200, taper from 100)
+
+    assert radius_mid_taper(2.4) > 15 > 9 > radius_mid_taper(0.6)
+    assert radius_mid_taper(0.6) < radius_mid_taper(1.1) < radius_mid_taper(2.4)
+
+
+def test_pile_pods_of_one_harvest_share_their_colour() -> None:
+    """v19: most piles are one harvest (one variety, hues within a few degrees); without a batch,
+    pods mix every variety."""
+    from okrainsight.synth.pods import sample_pod_attributes
+    from okrainsight.synth.scenes import _place_pods
+    from okrainsight.synth.shading import Light
+
+    light = Light(direction=np.array([0.3, -0.5, 0.8]), colour=np.ones(3, np.float32), ambient=0.3)
+    rng = np.random.default_rng(3)
+    batch = sample_pod_attributes(rng, 60.0)
+    one = _place_pods(rng, 30, 60.0, (192, 144), light, False, batch=batch)
+    mixed = _place_pods(rng, 30, 60.0, (192, 144), light, False)
+    assert len(one) > 20 and len(mixed) > 20
+    assert {sp.info["variety"] for sp in one} == {batch["variety"]}
+    hues = np.array([sp.info["hue"] for sp in one])
+    assert np.abs((hues - batch["hue"] + 180) % 360 - 180).max() < 20
+    assert len({sp.info["variety"] for sp in mixed}) > 1
+    assert np.ptp([sp.info["hue"] for sp in mixed]) > 20

@@ -191,8 +191,9 @@ def okra_profile(
     over the whole cap (1).
 
     ``width`` is the full diameter of the body; ``taper_start`` the fraction of the
-    body length where the taper begins; ``taper_power`` < 1 gives a blunt, > 1 a
-    long needle tip; ``shoulder`` the radius fraction right below the cap.
+    body length where the taper begins; ``taper_power`` > 1 keeps the body full into the
+    taper (a blunt, short point), < 1 narrows it at once (a long needle tip); ``shoulder`` the
+    radius fraction right below the cap.
     """
     rb = width / 2.0
     s = np.linspace(-(cap_len + stem_len), length, samples)

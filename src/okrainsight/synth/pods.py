@@ -78,8 +78,11 @@ def sample_pod_attributes(rng: np.random.Generator, scale: float, age: float | N
         "stem_len": float(length * (rng.uniform(0.02, 0.09) if rng.random() < 0.75 else 0.0)),
         "cap_base": float(rng.uniform(0.5, 0.8)),
         # v5: many market pods stay full-bodied for most of their length, then taper.
-        "taper_start": float(rng.uniform(0.3, 0.7)),
-        "taper_power": float(rng.uniform(0.9, 2.2)),
+        # v19: full-bodied to 40-75% of the length, then a taper that stays full before the tip
+        # (power 1.1-2.4); v5-v18's 0.3-0.7 and 0.9-2.2 drew many blade-like pods, and rendered piles
+        # read as heaps of grass next to a real basket (pile_01)
+        "taper_start": float(rng.uniform(0.4, 0.75)),
+        "taper_power": float(rng.uniform(1.1, 2.4)),
         "shoulder": float(rng.uniform(0.78, 0.93)),
         "tilt": 0.0,
         # v16: the calyx is a ridged cone more often than a collar (1 = cone from the stem to the body)

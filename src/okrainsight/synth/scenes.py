@@ -72,7 +72,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-18"
+RENDERER_VERSION = "okrainsight-synth-19"
 
 
 @dataclass
@@ -367,13 +367,22 @@ def _place_pods(
     whole: bool = False,
     width_boost: float = 1.0,
     tilt_prob: float = 0.0,
+    batch: dict | None = None,
 ) -> list[Sprite]:
-    """Render ``n`` pods with centres in ``region`` = (cx, cy, half_w, half_h) (default: the whole image)."""
+    """Render ``n`` pods with centres in ``region`` = (cx, cy, half_w, half_h) (default: the whole image).
+
+    ``batch`` (attributes from :func:`sample_pod_attributes`) makes the pods one harvest: each
+    takes its variety and, within a few degrees and percent, its hue, saturation and value."""
     w, h = size
     cx, cy, hw, hh = region or (w / 2, h / 2, w / 2, h / 2)
     out = []
     for _ in range(n):
         attrs = sample_pod_attributes(rng, scale * rng.uniform(0.85, 1.15))
+        if batch is not None:
+            attrs["variety"] = batch["variety"]
+            attrs["hue"] = float((batch["hue"] + rng.normal(0, 4)) % 360)
+            attrs["sat"] = float(np.clip(batch["sat"] * rng.uniform(0.88, 1.12), 0.05, 1.0))
+            attrs["val"] = float(np.clip(batch["val"] * rng.uniform(0.85, 1.15), 0.05, 1.0))
         attrs["width"] *= width_boost
         if rng.random() < tilt_prob:
             attrs["tilt"] = float(rng.uniform(0.3, 1.1))
@@ -398,6 +407,15 @@ def _place_pods(
             out.append(sp)
             break
     return out
+
+
+def _harvest(rng: np.random.Generator, scale: float) -> dict:
+    """The shared colour of a pile's pods (v19, ``_place_pods(batch=...)``): one pod's attributes,
+    saturated at least 0.4, since a whole pile is no greyer than the greyest real basket (pile_01,
+    median pixel saturation 0.46; a pile drawn all grey at 0.25 had half pile_01's CIELAB chroma)."""
+    batch = sample_pod_attributes(rng, scale)
+    batch["sat"] = max(batch["sat"], 0.4)
+    return batch
 
 
 def _stalk_pods(
@@ -790,6 +808,9 @@ def render_scene(
             # v14: slender pods too (a real basket of thin pods was called a heap of beans)
             width_boost=rng.uniform(0.75, 1.3),
             tilt_prob=rng.uniform(0.2, 0.6),
+            # v19: seven piles in ten are one harvest, one colour (a real basket is all blue-grey
+            # green, another all grass green), not a pod-by-pod mix of every variety
+            batch=_harvest(rng, scale) if rng.random() < 0.7 else None,
         )
         if rng.random() < 0.4:
             items += _distractors(
