@@ -18,6 +18,9 @@ together (torchvision ``transforms.v2`` with ``tv_tensors.Mask``; masks are resa
 nearest-neighbour, so the soft map is too); photometric ones (colour, blur, noise,
 JPEG) touch only the image. With ``augment.background`` > 0, a training image with okra
 first has its surrounding made green at that chance (:mod:`okrainsight.background_swap`).
+With ``augment.zoom_out`` > 0, a training image is shrunk by a factor drawn from
+``augment.zoom_out_scale`` and reflect-padded back to its size at that chance
+(:mod:`okrainsight.zoom_out`), before either augmentation path: smaller pods than the data holds.
 
 Splits: ``DATA/splits/<name>.txt`` (one stem per line, written by ``okra dataset
 split``). Without them a deterministic grouped split is made in memory (see
@@ -47,6 +50,7 @@ from okrainsight.background_swap import swap_background
 from okrainsight.dataset import DatasetLayout, assign_groups, group_keys, read_split
 from okrainsight.errors import DatasetError
 from okrainsight.imageio import read_image, read_mask
+from okrainsight.zoom_out import zoom_out
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,8 @@ class AugmentConfig:
     jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (40, 95)
     background: float = 0.0  # chance that an okra image's surrounding is made green (background_swap)
+    zoom_out: float = 0.0  # chance that an image is shrunk and reflect-padded back (okrainsight.zoom_out)
+    zoom_out_scale: tuple[float, float] = (0.5, 0.9)  # its scale factor, uniform in this range (0.5..1)
 
 
 def build_transform(
@@ -268,6 +274,11 @@ class OkraSegmentationDataset(Dataset):
             image = swap_background(image, mask, rng)
             # a teacher's soft map described the old surroundings: the new ones are not okra
             soft = np.where(mask > 0, soft, np.float32(0.0)).astype(np.float32)
+        if self.train and self.augment.zoom_out > 0 and torch.rand(()).item() < self.augment.zoom_out:
+            lo, hi = (float(v) for v in self.augment.zoom_out_scale)
+            factor = lo + (hi - lo) * torch.rand(()).item()
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            image, mask, soft = zoom_out(image, mask, soft, factor, rng)
         if self.raw_canvas is not None:
             return self._raw_item(s, image, mask, soft)
         img_t = tv_tensors.Image(torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1))
