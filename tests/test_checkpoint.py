@@ -206,3 +206,12 @@ def test_load_card_does_not_import_torch(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "IMPORTED:", res.stdout
+
+
+def test_compact_card_reads_back_the_same_and_is_smaller(tmp_path: Path) -> None:
+    card = _full_card()
+    pretty = save_card(tmp_path / "pretty", card)
+    compact = save_card(tmp_path / "compact", card, indent=None)
+    assert len(compact.read_text().splitlines()) == 1
+    assert compact.stat().st_size < pretty.stat().st_size
+    assert load_card(tmp_path / "compact").to_dict() == load_card(tmp_path / "pretty").to_dict()

@@ -118,7 +118,7 @@ def main() -> int:
     out = BUILTIN_DIR / args.name
     with tempfile.TemporaryDirectory(dir=BUILTIN_DIR) as tmp:
         staging = Path(tmp) / args.name
-        save_checkpoint(staging, model.half(), card)
+        save_checkpoint(staging, model.half(), card, card_indent=None)  # one line: the 2 MB budget
         model.float()
         if args.int8_weights:
             result = export_onnx_reduced(model, card, staging / ONNX_FILE, precision="int8w")

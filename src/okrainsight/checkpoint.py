@@ -166,19 +166,26 @@ def load_card(path: str | os.PathLike[str]) -> ModelCard:
     return ModelCard.from_dict(data, source=str(src))
 
 
-def save_card(directory: str | os.PathLike[str], card: ModelCard) -> Path:
-    """Write ``card.json`` atomically into ``directory``; fills ``created`` if empty."""
+def save_card(directory: str | os.PathLike[str], card: ModelCard, *, indent: int | None = 2) -> Path:
+    """Write ``card.json`` atomically into ``directory``; fills ``created`` if empty. ``indent=None``
+    writes it on one line (the built-in model's card, whose nested training history counts
+    against the package's 2 MB)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     if not card.created:
         card.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     out = d / CARD_FILE
-    atomic_write_text(out, json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(card.to_dict(), indent=indent, separators=separators, sort_keys=True)
+    atomic_write_text(out, text + "\n")
     return out
 
 
-def save_checkpoint(directory: str | os.PathLike[str], model: Any, card: ModelCard) -> Path:
-    """Save ``model``'s state dict as safetensors plus ``card`` into ``directory``; return the folder."""
+def save_checkpoint(
+    directory: str | os.PathLike[str], model: Any, card: ModelCard, *, card_indent: int | None = 2
+) -> Path:
+    """Save ``model``'s state dict as safetensors plus ``card`` into ``directory``; return the folder
+    (``card_indent``: see :func:`save_card`)."""
     from safetensors.torch import save as st_save
 
     d = Path(directory)
@@ -187,7 +194,7 @@ def save_checkpoint(directory: str | os.PathLike[str], model: Any, card: ModelCa
     blob = st_save(state, metadata={"format": CARD_FORMAT, "arch": card.arch})
     with atomic_output(d / WEIGHTS_FILE) as fh:
         fh.write(blob)
-    save_card(d, card)
+    save_card(d, card, indent=card_indent)
     return d
 
 
