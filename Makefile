@@ -33,20 +33,24 @@ demo: $(STAMP)
 	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
-# The built-in default model (v0.9)'s recipe: render the data (tools/prepare_default_data.py, with the real pods of
-# white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train the width-0.75 student
-# from scratch with green surroundings for three in ten okra images (configs/default-gpu3.yaml: batches augmented on the
-# GPU; v0.9's run was stopped by a 5.6-minute cap on one H200 after 76 of these 119 epochs; many hours on a CPU),
-# fine-tune twice on a CPU
-# (configs/default-round10.yaml; training seeds 0 and 1), average the GPU run and the two fine-tunes with weights 6,1,1
-# (okra average), install into src/okrainsight/models/default (fp16 weights + ONNX with int8 convolution weights, tiles
-# 1,2, flips h,v,hv). Every step renders with the current renderer (v17; v0.9's steps rendered v16, docs/synth.md). All 119 epochs and GPU training
-# that is not bit-exact give a close model, not the same one (docs/model-card.md).
+# The built-in default model (v0.10)'s recipe. v0.9: render the data (tools/prepare_default_data.py, with the real pods
+# of white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train the width-0.75
+# student from scratch with green surroundings for three in ten okra images (configs/default-gpu3.yaml: batches
+# augmented on the GPU; v0.9's run was stopped by a 5.6-minute cap on one H200 after 76 of these 119 epochs; many hours
+# on a CPU), fine-tune twice on a CPU (configs/default-round10.yaml; training seeds 0 and 1), average the three with
+# weights 6,1,1 (okra average). v0.10: fine-tune that average four times on a CPU from fresh scenes with white_02's
+# pods pasted in too (configs/default-round11.yaml, then configs/default-round12.yaml with zoom-out; seeds 0 and 1
+# each), average v0.9 and the four with weights 2,1,1,1,1, install into src/okrainsight/models/default (fp16 weights +
+# ONNX with int8 convolution weights, tiles 1,2, flips h,v,hv). Every step renders with the current renderer (v19;
+# v0.9's steps rendered v16, v0.10's round-11 fine-tunes v18, docs/synth.md). All 119 epochs and GPU training that is
+# not bit-exact give a close model, not the same one (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra
 REAL_NEGATIVES ?= ../shared/data/real-negatives
 DEFAULT_PODS = --pods $(REAL_OKRA) --pod-stems white_01,white_04_bunch --pod-fraction 0.2 --negatives $(REAL_NEGATIVES)
+DEFAULT_PODS3 = --pods $(REAL_OKRA) --pod-stems white_01,white_02,white_04_bunch --pod-fraction 0.2 \
+	--negatives $(REAL_NEGATIVES)
 .PHONY: train-default
 train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-gpu --n 7000 --seed 7 --size 384x288 $(DEFAULT_PODS)
@@ -57,9 +61,20 @@ train-default: $(STAMP)
 	$(BIN)/okra train $(DEFAULT_DATA)-r14 --out $(DEFAULT_RUN)-r14s1 --config configs/default-round10.yaml \
 		--init-from $(DEFAULT_RUN)-gpu --seed 1
 	$(BIN)/okra average $(DEFAULT_RUN)-gpu $(DEFAULT_RUN)-r14s0 $(DEFAULT_RUN)-r14s1 --weights 6,1,1 \
-		--out $(DEFAULT_RUN)-avg
+		--out $(DEFAULT_RUN)-v09
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r18 --n 3000 --seed 18 --size 384x288 $(DEFAULT_PODS3)
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r19 --n 3000 --seed 19 --size 384x288 $(DEFAULT_PODS3)
+	for s in 0 1; do \
+		$(BIN)/okra train $(DEFAULT_DATA)-r18 --out $(DEFAULT_RUN)-r18s$$s --config configs/default-round11.yaml \
+			--init-from $(DEFAULT_RUN)-v09 --seed $$s && \
+		$(BIN)/okra train $(DEFAULT_DATA)-r19 --out $(DEFAULT_RUN)-z19s$$s --config configs/default-round12.yaml \
+			--init-from $(DEFAULT_RUN)-v09 --seed $$s || exit 1; \
+	done
+	$(BIN)/okra average $(DEFAULT_RUN)-v09 $(DEFAULT_RUN)-r18s0 $(DEFAULT_RUN)-r18s1 $(DEFAULT_RUN)-z19s0 \
+		$(DEFAULT_RUN)-z19s1 --weights 2,1,1,1,1 --out $(DEFAULT_RUN)-avg
 	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-avg --recipe $(DEFAULT_DATA)-gpu/recipe.json \
-		--recipe $(DEFAULT_DATA)-r14/recipe.json --zooms 1,2 --flips h,v,hv --threshold 0.3 --seed-threshold 0.7 \
+		--recipe $(DEFAULT_DATA)-r14/recipe.json --recipe $(DEFAULT_DATA)-r18/recipe.json \
+		--recipe $(DEFAULT_DATA)-r19/recipe.json --zooms 1,2 --flips h,v,hv --threshold 0.3 --seed-threshold 0.7 \
 		--int8-weights
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
