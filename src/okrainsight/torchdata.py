@@ -176,6 +176,12 @@ def build_transform(
     return v2.Compose(ops)
 
 
+def _numpy_rng() -> np.random.Generator:
+    """A numpy generator drawn from torch's: seeded per worker by the loader, so runs repeat with
+    their seed (for the numpy augmentations: background swap, zoom-out)."""
+    return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+
+
 @dataclass(frozen=True)
 class Sample:
     """Where one item's files live (mask None = a negative: all background)."""
@@ -269,16 +275,13 @@ class OkraSegmentationDataset(Dataset):
         else:
             soft = (mask > 0).astype(np.float32)
         if self.train and self.augment.background > 0 and torch.rand(()).item() < self.augment.background:
-            # torch's generator: seeded per worker by the loader, so runs repeat with their seed
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
-            image = swap_background(image, mask, rng)
+            image = swap_background(image, mask, _numpy_rng())
             # a teacher's soft map described the old surroundings: the new ones are not okra
             soft = np.where(mask > 0, soft, np.float32(0.0)).astype(np.float32)
         if self.train and self.augment.zoom_out > 0 and torch.rand(()).item() < self.augment.zoom_out:
-            lo, hi = (float(v) for v in self.augment.zoom_out_scale)
-            factor = lo + (hi - lo) * torch.rand(()).item()
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
-            image, mask, soft = zoom_out(image, mask, soft, factor, rng)
+            rng = _numpy_rng()
+            lo, hi = self.augment.zoom_out_scale
+            image, mask, soft = zoom_out(image, mask, soft, float(rng.uniform(lo, hi)), rng)
         if self.raw_canvas is not None:
             return self._raw_item(s, image, mask, soft)
         img_t = tv_tensors.Image(torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1))

@@ -594,40 +594,41 @@ def _devices(value: Any) -> Any:
     return value
 
 
-def _donor_kwargs(card: Any, source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Check a donor's ``card`` against the run's ``arch`` and ``arch_kwargs``; return the kwargs to build."""
-    if card.arch != arch:
-        raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
-    donor = dict(card.arch_kwargs)
-    if arch_kwargs and dict(arch_kwargs) != donor:
-        raise ConfigError(
-            f"{source}: init_from holds {arch} with arch_kwargs {donor}, but this run sets "
-            f"{dict(arch_kwargs)}; leave arch_kwargs unset to take the donor's"
-        )
-    return donor
+def load_donor(source: str, arch: str, arch_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A fine-tune's starting model (``init_from``) and the ``arch_kwargs`` the run must build.
 
-
-def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``arch_kwargs`` a fine-tune of ``source`` must build (``init_from``).
-
-    A run that sets none takes the donor's (``okra train --init-from default`` builds the
-    built-in model's width, whatever the config's default); a run that sets its own must match
-    the donor's, else :class:`ConfigError` names both.
+    ``source`` is a model or run folder, a file inside one, or a built-in model's name
+    (``default``); it must hold ``arch``. A run that sets no ``arch_kwargs`` takes the donor's
+    (``okra train --init-from default`` builds the built-in model's width, whatever the config's
+    default); a run that sets its own must match the donor's, else :class:`ConfigError` names both.
     """
     from okrainsight.export import load_export_source
 
-    return _donor_kwargs(load_export_source(source)[1], source, arch, arch_kwargs)
+    donor, card = load_export_source(source)
+    if card.arch != arch:
+        raise ConfigError(f"{source}: init_from holds a {card.arch!r} model, not {arch!r}")
+    kwargs = dict(card.arch_kwargs)
+    if arch_kwargs and dict(arch_kwargs) != kwargs:
+        raise ConfigError(
+            f"{source}: init_from holds {arch} with arch_kwargs {kwargs}, but this run sets "
+            f"{dict(arch_kwargs)}; leave arch_kwargs unset to take the donor's"
+        )
+    return donor, kwargs
+
+
+def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch_kwargs`` a fine-tune of ``source`` must build (:func:`load_donor`)."""
+    return load_donor(source, arch, arch_kwargs)[1]
+
+
+def _copy_weights(model: torch.nn.Module, donor: torch.nn.Module, arch: str, source: str) -> None:
+    model.load_state_dict(donor.state_dict())
+    log.info("initialised %s from %s", arch, source)
 
 
 def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
-    """Fine-tune: copy the weights of ``source`` (same ``arch``) into ``model``: a model or run
-    folder, a file inside one, or a built-in model's name (``default``)."""
-    from okrainsight.export import load_export_source
-
-    donor, card = load_export_source(source)
-    _donor_kwargs(card, source, arch, {})
-    model.load_state_dict(donor.state_dict())
-    log.info("initialised %s from %s", arch, source)
+    """Fine-tune: copy the weights of ``source`` (same ``arch``, :func:`load_donor`) into ``model``."""
+    _copy_weights(model, load_donor(source, arch, {})[0], arch, source)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -653,10 +654,7 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError(f"{run}: holds a training run already; pass --resume or choose a new --out")
     donor = None  # a fine-tune's starting weights, loaded once: they decide the kwargs, then initialise
     if cfg.init_from and not cfg.resume:
-        from okrainsight.export import load_export_source
-
-        donor, donor_card = load_export_source(cfg.init_from)
-        kwargs = _donor_kwargs(donor_card, cfg.init_from, cfg.arch, cfg.arch_kwargs)
+        donor, kwargs = load_donor(cfg.init_from, cfg.arch, cfg.arch_kwargs)
         if kwargs != dict(cfg.arch_kwargs):
             log.info("fine-tune of %s: arch_kwargs %s taken from it", cfg.init_from, kwargs)
             cfg = dataclasses.replace(cfg, arch_kwargs=kwargs)
@@ -699,8 +697,7 @@ def train(cfg: TrainConfig) -> Path:
         ),
     )
     if donor is not None:
-        module.model.load_state_dict(donor.state_dict())
-        log.info("initialised %s from %s", cfg.arch, cfg.init_from)
+        _copy_weights(module.model, donor, cfg.arch, cfg.init_from)
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
