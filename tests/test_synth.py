@@ -103,6 +103,7 @@ def test_stem_enters_the_mask_only_when_asked() -> None:
 
 def test_occluded_pods_lose_pixels_and_pods_match_instances() -> None:
     occluded = 0
+    ratios: list[float] = []
     for seed in range(6):
         s = render_scene(seed, SIZE, "pile")
         ids = set(np.unique(s.instances)) - {0}
@@ -128,11 +129,18 @@ def test_occluded_pods_lose_pixels_and_pods_match_instances() -> None:
             assert (visible & ~full).sum() <= 0.03 * visible.sum() + 4
             if visible.sum() < 0.9 * full.sum():
                 occluded += 1
+            # v20: pile pods are culled where pods in front hide them; their visible fraction,
+            # from the filled outline, still matches the independent point-in-outline count's
+            assert 0 < pod["visible_fraction"] <= 1
+            if full.sum() >= 40:
+                ratios.append(pod["visible_fraction"] / (visible.sum() / full.sum()))
             for x, y in pod["axis_points"]:
                 assert s.instances[int(np.floor(y + 0.5)), int(np.floor(x + 0.5))] == pod["id"]
             assert 5 <= pod["ridges"] <= 8 and 0 <= pod["age"] <= 1
             assert pod["tender"] == (pod["age"] < 0.5)
     assert occluded > 0
+    # to a few percent as a rule; a sliver of a pod grazing the frame's edge may be off by a fifth
+    assert 0.95 < np.median(ratios) < 1.05 and min(ratios) > 0.7 and max(ratios) < 1.4
 
 
 def test_length_px_is_the_projected_centreline_length() -> None:
@@ -753,3 +761,84 @@ def test_pile_pods_of_one_harvest_share_their_colour() -> None:
     assert np.abs((hues - batch["hue"] + 180) % 360 - 180).max() < 20
     assert len({sp.info["variety"] for sp in mixed}) > 1
     assert np.ptp([sp.info["hue"] for sp in mixed]) > 20
+
+
+def test_bud_cluster_is_pale_cones_in_thread_thin_bracts_and_never_okra() -> None:
+    """v20: the buds that crown an okra plant are 2-7 ridged cones, each wrapped in 7-10 thin
+    bracts that mostly lie behind it; all of it is a distractor."""
+    from okrainsight.synth.distractors import bud_cluster
+    from okrainsight.synth.shading import Light
+
+    light = Light(direction=np.array([0.2, -0.5, 0.85]), colour=np.ones(3, np.float32), ambient=0.3)
+    scale, top = 200.0, (160.0, 150.0)
+    behind = in_front = 0
+    for seed in range(6):
+        sprites = bud_cluster(np.random.default_rng(seed), top, -np.pi / 2, scale, light, (320, 240))
+        assert sprites and all(sp.okra is None and sp.kind == "bud" for sp in sprites)
+        radius = np.array([sp.tube.r_table.max() for sp in sprites])
+        buds = np.flatnonzero(radius > 0.35 * 0.18 * scale / 2 - 0.5)  # the narrowest bud is wider
+        bracts = np.flatnonzero(radius <= max(1.0, 0.045 * 0.4 * scale) / 2 + 1e-6)
+        assert 2 <= len(buds) <= 7 and len(bracts) >= 7 * len(buds)
+        # the cluster grows up from its foot: every sprite lies near the top, most of it above
+        for sp in sprites:
+            h, w = sp.cover.shape
+            assert sp.x0 + w > top[0] - scale and sp.x0 < top[0] + scale and sp.y0 < top[1] + 4
+        behind += int((bracts < buds.min()).sum())
+        in_front += int((bracts > buds.max()).sum())
+    assert in_front < behind
+
+
+def test_plant_scenes_crown_the_stalk_with_buds_outside_the_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """v20: most plant scenes show flower buds; a bud pixel that nothing covers is a distractor
+    pixel and never okra."""
+    import okrainsight.synth.scenes as scenes
+
+    drawn: list[list] = []
+    compose = scenes._compose
+
+    def spy(bg, sprites, light, shadow):
+        drawn.append(list(sprites))
+        return compose(bg, sprites, light, shadow)
+
+    monkeypatch.setattr(scenes, "_compose", spy)
+    with_buds = 0
+    for seed in range(16):
+        s = render_scene(seed, SIZE, "plant")
+        top = np.zeros(SIZE[::-1], bool)  # bud pixels not covered by a later sprite
+        for sp in drawn[-1]:
+            h, w = sp.cover.shape
+            region = (slice(sp.y0, sp.y0 + h), slice(sp.x0, sp.x0 + w))
+            cover = sp.cover[: top[region].shape[0], : top[region].shape[1]]
+            top[region][cover] = sp.kind == "bud"
+        if top.sum() > 20:
+            with_buds += 1
+        assert s.distractor_mask[top].all() and not s.mask[top].any()
+    assert with_buds >= 6
+
+
+def test_far_piles_hold_more_than_180_pods() -> None:
+    """v20: a pile of small pods seen from afar covers the frame with up to 320 pods (v6-v19
+    stopped at 180, which left gaps between them)."""
+    counts = [len(render_scene(seed, SIZE, "pile").pods) for seed in range(3000, 3008)]
+    assert max(counts) > 180 and max(counts) <= 320
+
+
+def test_rasterise_leaves_out_hidden_pixels_and_keeps_the_rest_exact() -> None:
+    """v20 occlusion culling: pixels under ``hidden`` are not in the fields; every other pixel
+    keeps the very values of the unculled rasterisation; a tube wholly hidden gives None."""
+    from okrainsight.synth.distractors import _tube
+    from okrainsight.synth.geometry import generic_profile, rasterise
+
+    s, r = generic_profile(120.0, 24.0, 0.1, 0.3, 0.5, 1.5)
+    tube = _tube(s, r, (96.0, 72.0), 0.4, np.random.default_rng(0), 0.5)
+    full = rasterise(tube, SIZE)
+    hidden = np.zeros(SIZE[::-1], bool)
+    hidden[:, :96] = True
+    part = rasterise(tube, SIZE, hidden=hidden)
+    assert full is not None and part is not None
+    assert not hidden[part.ys + part.y0, part.xs + part.x0].any()
+    keep = ~hidden[full.ys + full.y0, full.xs + full.x0]
+    assert keep.sum() == len(part.xs) > 100 and (~keep).sum() > 100
+    np.testing.assert_array_equal(part.coverage, full.coverage[keep])
+    np.testing.assert_array_equal(part.s, full.s[keep])
+    assert rasterise(tube, SIZE, hidden=np.ones(SIZE[::-1], bool)) is None

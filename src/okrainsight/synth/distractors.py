@@ -389,6 +389,93 @@ def stalk(
     return tube_sprite(tube, mat, light, rng, size, "vine")
 
 
+def bud_cluster(
+    rng: np.random.Generator, top: Centre, angle: float, scale: float, light: Light, size: Size
+) -> list[Sprite]:
+    """v20: the cluster of flower buds at the tip of an okra plant's stalk; not okra.
+
+    A real plant's buds (``plant_01``) were called okra with its pods: each is a short, pale,
+    ridged cone, a small pod to a network, but it is ovoid with a sharp tip and wrapped in 7 to
+    10 thread-thin bracts (the epicalyx) that splay from its foot, most behind it. 2 to 7 buds fan out from
+    ``top`` (image pixels, the stalk's tip) around ``angle`` (radians, image axes: x right,
+    y down; the stalk's heading), each 0.18-0.4 ``scale`` long on a short stalk.
+
+    Returns the sprites back to front (stalklets, bracts behind, buds, bracts in front), kind
+    "bud"; the list is empty when all of it falls outside the image ``size`` (width, height).
+    """
+    t = np.asarray(top, np.float64)
+    hue = rng.uniform(62, 100)
+    n = int(rng.integers(2, 8))
+    back: list[Sprite] = []
+    mid: list[Sprite] = []
+    front: list[Sprite] = []
+    for k in range(n):
+        a = angle + (k - (n - 1) / 2) / max(n - 1, 1) * rng.uniform(0.6, 1.8) + rng.normal(0, 0.15)
+        L = scale * rng.uniform(0.18, 0.4)
+        reach = scale * rng.uniform(0.0, 0.12)
+        foot = t + reach * unit(a)
+        if reach > 2.0:  # the bud's own short stalk, from the cluster's centre
+            s, r = generic_profile(reach, max(1.5, L * 0.12), 0.05, 0.05, 0.3, 0.3)
+            c = t + 0.5 * reach * unit(a)
+            mat = Material(
+                base=hsv(hue + rng.normal(0, 5), rng.uniform(0.3, 0.55), rng.uniform(0.45, 0.7)),
+                specular=0.05,
+                hair=rng.uniform(0.3, 0.9),
+            )
+            sp = tube_sprite(
+                _tube(s, r, (float(c[0]), float(c[1])), a, rng, 0.0), mat, light, rng, size, "bud"
+            )
+            if sp is not None:
+                back.append(sp)
+        # the bud: round foot (v = 0), long pointed tip (v = 1), ridged like the pod it will become
+        s, r = generic_profile(
+            L,
+            L * rng.uniform(0.35, 0.55),
+            rng.uniform(0.15, 0.3),
+            rng.uniform(0.5, 0.75),
+            0.5,
+            rng.uniform(1.3, 2.2),
+        )
+        c = foot + 0.5 * L * unit(a)
+        mat = Material(
+            base=hsv(hue + rng.normal(0, 5), rng.uniform(0.25, 0.55), rng.uniform(0.55, 0.85)),
+            tip=hsv(hue + rng.uniform(-15, 5), rng.uniform(0.2, 0.5), rng.uniform(0.6, 0.9)),
+            ridges=int(rng.integers(5, 9)),
+            ridge_amp=rng.uniform(0.1, 0.3),
+            groove_dark=rng.uniform(0.1, 0.3),
+            specular=rng.uniform(0.05, 0.2),
+            hair=rng.uniform(0.4, 1.0),
+            mottle=0.08,
+        )
+        sp = tube_sprite(
+            _tube(s, r, (float(c[0]), float(c[1])), a, rng, rng.normal(0, 0.3)), mat, light, rng, size, "bud"
+        )
+        if sp is not None:
+            mid.append(sp)
+        # the epicalyx: thread-thin bracts splaying from the bud's foot, some behind, some in front
+        for _ in range(int(rng.integers(7, 11))):
+            b = a + rng.uniform(-0.6, 0.6)
+            bl = L * rng.uniform(0.6, 1.1)
+            s, r = generic_profile(bl, max(1.0, L * rng.uniform(0.025, 0.045)), 0.05, 0.3, 0.3, 1.5)
+            c = foot + 0.5 * bl * unit(b)
+            mat = Material(
+                base=hsv(hue + rng.normal(0, 8), rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.75)),
+                specular=0.05,
+                hair=rng.uniform(0.2, 0.8),
+            )
+            sp = tube_sprite(
+                _tube(s, r, (float(c[0]), float(c[1])), b, rng, rng.normal(0, 1.0)),
+                mat,
+                light,
+                rng,
+                size,
+                "bud",
+            )
+            if sp is not None:
+                (front if rng.random() < 0.3 else back).append(sp)
+    return back + mid + front
+
+
 def _dome(cover: np.ndarray, blur: float) -> np.ndarray:
     """A dome height field over the bool silhouette ``cover``, smoothed by ``blur`` x its inradius."""
     dist = cv2.distanceTransform(cover.astype(np.uint8), cv2.DIST_L2, 5)

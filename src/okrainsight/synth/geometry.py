@@ -248,10 +248,16 @@ def generic_profile(
     return s, r
 
 
-def rasterise(tube: Tube, image_size: tuple[int, int], pad: float = 2.0) -> TubeFields | None:
+def rasterise(
+    tube: Tube, image_size: tuple[int, int], pad: float = 2.0, hidden: np.ndarray | None = None
+) -> TubeFields | None:
     """Fields of ``tube`` in its bounding box clipped to the image ``(width, height)``.
 
-    Returns None when the tube lies wholly outside the image.
+    ``hidden`` (optional ``(height, width)`` bool, image pixels): pixels that something opaque
+    in front covers; they are left out of the fields (v20: occlusion culling, so that the
+    hidden two thirds of a pile's pods are neither measured nor shaded).
+
+    Returns None when the tube lies wholly outside the image, or wholly under ``hidden``.
     """
     w_img, h_img = image_size
     bx0, by0, bx1, by1 = tube.bbox(pad)
@@ -264,6 +270,8 @@ def rasterise(tube: Tube, image_size: tuple[int, int], pad: float = 2.0) -> Tube
     poly = tube.outline(samples=160, grow=1.5) - np.array([x0, y0])
     cand = np.zeros((h, w), np.uint8)
     cv2.fillPoly(cand, [np.round(poly * 4).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=2)
+    if hidden is not None:
+        cand[hidden[y0:y1, x0:x1]] = 0
     ys, xs = np.nonzero(cand)
     if len(xs) == 0:
         return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import colorsys
 
+import cv2
 import numpy as np
 
 from okrainsight.synth.geometry import Tube, centreline, okra_profile
@@ -213,8 +214,14 @@ def render_pod(
     rng: np.random.Generator,
     image_size: tuple[int, int],
     include_stem: bool = False,
+    hidden: np.ndarray | None = None,
 ) -> Sprite | None:
     """Render one pod; the sprite's ``okra`` mask holds body + cap (+ stem with ``include_stem``).
+
+    ``hidden`` (``(height, width)`` bool, image pixels that opaque things in front cover) culls
+    those pixels (v20): the sprite holds only the rest, and ``info["full_px"]`` records the
+    pod's okra area inside the image had nothing hidden it (its outline filled,
+    :func:`_okra_area`), from which the scene's ``visible_fraction`` is measured.
 
     A pod with ``attrs["tilt"] > 0`` points its cap towards the camera: its projected length
     shrinks by ``cos(tilt)`` and the face of the calyx (with the pale cut stem in its middle
@@ -229,7 +236,7 @@ def render_pod(
         attrs["stem_len"] = 0.0
     tube = pod_tube(attrs, centre, angle, rng)
     mat = pod_material(attrs, rng)
-    sprite = tube_sprite(tube, mat, light, rng, image_size, "okra")
+    sprite = tube_sprite(tube, mat, light, rng, image_size, "okra", hidden=hidden)
     if sprite is None or sprite.fields is None:
         return None
     f = sprite.fields
@@ -238,7 +245,33 @@ def render_pod(
     if tilt > 0:
         _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92, rng, attrs["age"])
     sprite.info = dict(attrs)
+    if hidden is not None:
+        sprite.info["full_px"] = _okra_area(tube, limit, image_size)
     return sprite
+
+
+def _okra_area(tube: Tube, s_from: float, image_size: tuple[int, int]) -> int:
+    """Pixels inside the image ``(width, height)`` that the pod's outline from ``s_from`` (and the
+    calyx face of a tilted pod) covers: the okra area of a culled pod, had nothing hidden it."""
+    w, h = image_size
+    x0, y0, x1, y1 = tube.bbox(2.0)
+    x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    x1, y1 = min(int(np.ceil(x1)) + 1, w), min(int(np.ceil(y1)) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    # fillPoly also takes in the pixels its edges touch: outlines drawn 0.75 pixel inside match
+    # the exact point-in-outline count to a few percent (median ratio 0.99 on piles)
+    polys = [tube.outline(s_from, samples=200, grow=-0.75)]
+    if "end_disc" in tube.meta:
+        cx, cy, a, b, tx, ty = tube.meta["end_disc"]
+        phi = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        ca, sb = max(a - 0.75, 0.0) * np.cos(phi), max(b - 0.75, 0.0) * np.sin(phi)
+        polys.append(np.stack([cx - ca * ty + sb * tx, cy + ca * tx + sb * ty], axis=1))
+    canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for poly in polys:
+        pts = np.round((poly - np.array([x0, y0])) * 4).astype(np.int32)
+        cv2.fillPoly(canvas, [pts], 1, lineType=cv2.LINE_8, shift=2)
+    return int(canvas.sum())
 
 
 def _draw_end_disc(

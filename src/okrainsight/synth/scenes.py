@@ -6,9 +6,10 @@
 * ``shop``: 2-5 large pods in a loose row or fan on white, often cut by the frame (close shop photos);
 * ``bunch``: 2-6 pods side by side on white, as in shop photos;
 * ``plate``, ``wood``, ``cloth``, ``paper``, ``board``: 1-8 pods on everyday surfaces;
-* ``pile``: a market pile, 16-180 overlapping pods, many cut by the frame;
+* ``pile``: a market pile, 16-320 overlapping pods, many cut by the frame;
 * ``hands``: pods on a surface with one or two hands over them;
-* ``plant``: pods upright on a stem among leaves, with the yellow okra flower;
+* ``plant``: pods upright on a stem among leaves, with the yellow okra flower (v20: and the
+  cluster of flower buds that crowns the stalk);
 * ``negative``: no okra at all, distractors only;
 * ``produce`` (v9): no okra; a product shot of one look-alike framed whole on white (most real
   photos of green vegetables): whole leeks, a mound of spinach leaves, a bunch of greens on
@@ -28,6 +29,7 @@ import numpy as np
 from okrainsight.synth.camera import apply_camera
 from okrainsight.synth.distractors import (
     DISTRACTORS,
+    bud_cluster,
     flower,
     hand,
     leaf,
@@ -72,7 +74,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-19"
+RENDERER_VERSION = "okrainsight-synth-20"
 
 
 @dataclass
@@ -368,15 +370,28 @@ def _place_pods(
     width_boost: float = 1.0,
     tilt_prob: float = 0.0,
     batch: dict | None = None,
+    layers: list[tuple[int, Sprite]] | None = None,
 ) -> list[Sprite]:
     """Render ``n`` pods with centres in ``region`` = (cx, cy, half_w, half_h) (default: the whole image).
 
     ``batch`` (attributes from :func:`sample_pod_attributes`) makes the pods one harvest: each
-    takes its variety and, within a few degrees and percent, its hue, saturation and value."""
+    takes its variety and, within a few degrees and percent, its hue, saturation and value.
+
+    ``layers`` (v20, for piles) turns on occlusion culling: the pods are drawn front to back,
+    and each leaves out the pixels that opaque pods (and the given other sprites) in front of it
+    cover (:func:`okrainsight.synth.geometry.rasterise`). ``(k, sprite)`` puts ``sprite`` in
+    front of every pod from the ``k``-th (0 = the front-most) on. Returned back to front, the
+    layers among the pods, ready for :func:`_compose`. A pod wholly hidden is placed again,
+    like one that fell outside the frame."""
     w, h = size
     cx, cy, hw, hh = region or (w / 2, h / 2, w / 2, h / 2)
     out = []
-    for _ in range(n):
+    hidden = None if layers is None else np.zeros((h, w), bool)
+    pending = sorted(layers or [], key=lambda kv: kv[0])
+    for i in range(n):
+        while pending and pending[0][0] <= i and hidden is not None:
+            _mark_opaque(hidden, pending[0][1])
+            out.append(pending.pop(0)[1])
         attrs = sample_pod_attributes(rng, scale * rng.uniform(0.85, 1.15))
         if batch is not None:
             attrs["variety"] = batch["variety"]
@@ -393,7 +408,7 @@ def _place_pods(
                 if angle is None
                 else angle + rng.uniform(-angle_jitter, angle_jitter)
             )
-            sp = render_pod(attrs, c, a, light, rng, size, include_stem)
+            sp = render_pod(attrs, c, a, light, rng, size, include_stem, hidden)
             if sp is None or sp.tube is None:
                 continue
             if whole:
@@ -405,8 +420,19 @@ def _place_pods(
                     attrs["stem_len"] *= 0.85
                     continue
             out.append(sp)
+            if hidden is not None:
+                _mark_opaque(hidden, sp)
             break
-    return out
+    if hidden is None:
+        return out
+    return (out + [sp for _, sp in pending])[::-1]  # layers behind every pod go at the back
+
+
+def _mark_opaque(hidden: np.ndarray, sp: Sprite) -> None:
+    """Add the pixels that ``sp`` covers fully (alpha 1, so nothing behind shows) to ``hidden``."""
+    h, w = sp.alpha.shape
+    region = hidden[sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w]
+    region |= sp.alpha[: region.shape[0], : region.shape[1]] >= 1.0
 
 
 def _harvest(rng: np.random.Generator, scale: float) -> dict:
@@ -793,9 +819,15 @@ def render_scene(
         # Enough pods to cover the frame two to three times over (pod area ~ 0.1 length^2):
         # market piles show pods to the edges, with little or no background between them.
         cover = rng.uniform(1.6, 3.0)
-        # v6: up to 180 pods, so that far-away piles of small pods stay dense.
-        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 180))
-        items = _place_pods(
+        # v6: up to 180 pods, so that far-away piles of small pods stay dense; v20: up to 320 (a
+        # real basket of pods a seventh of the frame long was lost where 180 left gaps between them)
+        n = int(np.clip(cover * w * h / (0.1 * scale * scale), 16, 320))
+        others = []
+        if rng.random() < 0.4:
+            others = _distractors(
+                rng, int(rng.integers(1, 4)), scale, (w, h), light, ("chilli", "bean", "leaf")
+            )
+        sprites = _place_pods(
             rng,
             n,
             scale,
@@ -811,13 +843,10 @@ def render_scene(
             # v19: seven piles in ten are one harvest, one colour (a real basket is all blue-grey
             # green, another all grass green), not a pod-by-pod mix of every variety
             batch=_harvest(rng, scale) if rng.random() < 0.7 else None,
+            # v20: drawn front to back, the pods skip what the pods and look-alikes in front of
+            # them hide (two thirds of a pile's pixels), each look-alike at a random depth
+            layers=[(int(rng.integers(0, n + 1)), sp) for sp in others],
         )
-        if rng.random() < 0.4:
-            items += _distractors(
-                rng, int(rng.integers(1, 4)), scale, (w, h), light, ("chilli", "bean", "leaf")
-            )
-        order = rng.permutation(len(items))
-        sprites = [items[i] for i in order]
         # lower layers of the pile get less light; v11: up to near black in the gaps, as a real
         # basket shows (a tenth of its green pixels under HSV value 0.13)
         depth = rng.uniform(0.15, 0.7)
@@ -872,6 +901,27 @@ def render_scene(
                 angle_jitter=0.45,
             )
         front = [stem] if stem is not None else []
+        # v20: flower buds crown the plant (a real plant's buds were called okra with its pods)
+        # and sit in the leaf axils along it: at the stalk's tip when it is in the frame, else
+        # at points along the stalk that are
+        if stem is not None and stem.tube is not None and rng.random() < 0.75:
+            tube = stem.tube
+            along = np.linspace(tube.s_end - 1.0, tube.s_start + 1.0, 64)
+            pts = tube.point_at(along)
+            seen = np.flatnonzero((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h))
+            picks = seen[:1] if len(seen) and seen[0] == 0 else seen[:0]
+            if len(seen) and (len(picks) == 0 or rng.random() < 0.4):
+                picks = np.append(picks, rng.choice(seen[: max(1, len(seen) * 2 // 3)]))
+            for i in picks:
+                p1, p0 = pts[max(int(i) - 1, 0)], pts[min(int(i) + 1, len(pts) - 1)]
+                heading = float(np.arctan2(p1[1] - p0[1], p1[0] - p0[0]))
+                if i > 0:  # from an axil the buds lean out of the stalk's line
+                    heading += rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 0.9)
+                at = (float(pts[i][0]), float(pts[i][1]))
+                front += bud_cluster(rng, at, heading, scale, light, (w, h))
+        elif rng.random() < 0.4:
+            at = (stem_x + rng.normal(0, w * 0.1), h * rng.uniform(0.1, 0.45))
+            front += bud_cluster(rng, at, -np.pi / 2 + rng.normal(0, 0.3), scale, light, (w, h))
         extras = []
         if rng.random() < 0.7:
             fl = flower(
@@ -964,6 +1014,16 @@ def _finish(
     raw_sprites = [sp for sp in sprites if sp.okra is not None]
     lut = np.zeros(max(len(raw_sprites), int(inst_raw.max(initial=0))) + 1, np.uint16)
     counts = np.bincount(inst_raw.ravel(), minlength=len(lut))
+    # every pod's bounding box in one pass over the image (one np.nonzero per pod cost a pile
+    # of 300 pods a third of a second)
+    ys_all, xs_all = np.nonzero(inst_raw)
+    ids = inst_raw[ys_all, xs_all]
+    box_lo = np.stack([np.full(len(lut), w), np.full(len(lut), h)])
+    box_hi = np.full((2, len(lut)), -1)
+    np.minimum.at(box_lo[0], ids, xs_all)
+    np.minimum.at(box_lo[1], ids, ys_all)
+    np.maximum.at(box_hi[0], ids, xs_all)
+    np.maximum.at(box_hi[1], ids, ys_all)
     for rid, sp in enumerate(raw_sprites, 1):  # raw ids as :func:`_compose` numbered them
         info = sp.info or {}
         if counts[rid] == 0 or sp.tube is None:
@@ -971,17 +1031,21 @@ def _finish(
         new_id = len(pods) + 1
         lut[rid] = new_id
         tube = sp.tube
-        ys, xs = np.nonzero(inst_raw == rid)
         s = np.linspace(-tube.cap_len, tube.s_end - 1.0, 32)
         pts = np.round(tube.point_at(s), 2)
         xi, yi = np.floor(pts[:, 0] + 0.5).astype(int), np.floor(pts[:, 1] + 0.5).astype(int)
         ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
         ok[ok] = inst_raw[yi[ok], xi[ok]] == rid
-        full = int(sp.okra.sum())
+        full = info.get("full_px", int(sp.okra.sum()))  # culled pile pods carry their full area
         pods.append(
             {
                 "id": new_id,
-                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                "bbox": [
+                    int(box_lo[0, rid]),
+                    int(box_lo[1, rid]),
+                    int(box_hi[0, rid]) + 1,
+                    int(box_hi[1, rid]) + 1,
+                ],
                 # ``info`` holds the projected (already foreshortened) length of a tilted pod.
                 "length_px": round(float(info["length"] + info["cap_len"]), 2),
                 "width_px": round(float(info["width"]), 2),
@@ -994,7 +1058,7 @@ def _finish(
                 "variety": str(info["variety"]),
                 "on_stalk": bool(info.get("on_stalk", False)),
                 "area_px": int(counts[rid]),
-                "visible_fraction": round(float(counts[rid]) / max(full, 1), 4),
+                "visible_fraction": round(min(float(counts[rid]) / max(full, 1), 1.0), 4),
                 "axis_points": [[float(x), float(y)] for x, y in pts[ok]],
             }
         )

@@ -317,9 +317,12 @@ def tube_sprite(
     image_size: tuple[int, int],
     kind: str,
     lift: float | None = None,
+    hidden: np.ndarray | None = None,
 ) -> Sprite | None:
-    """Rasterise and shade ``tube``; None when it is wholly outside the image."""
-    f = rasterise(tube, image_size)
+    """Rasterise and shade ``tube``; None when it is wholly outside the image (or under
+    ``hidden``, the ``(height, width)`` bool pixels of the image that opaque things in front
+    cover, which are left out: :func:`~okrainsight.synth.geometry.rasterise`)."""
+    f = rasterise(tube, image_size, hidden=hidden)
     if f is None or not f.inside.any():
         return None
     rgb = shade_tube(f, tube, mat, light, rng)
