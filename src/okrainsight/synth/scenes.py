@@ -389,7 +389,7 @@ def _place_pods(
     hidden = None if layers is None else np.zeros((h, w), bool)
     pending = sorted(layers or [], key=lambda kv: kv[0])
     for i in range(n):
-        while pending and pending[0][0] <= i and hidden is not None:
+        while pending and pending[0][0] <= i and hidden is not None:  # layers imply hidden
             _mark_opaque(hidden, pending[0][1])
             out.append(pending.pop(0)[1])
         attrs = sample_pod_attributes(rng, scale * rng.uniform(0.85, 1.15))
@@ -902,8 +902,8 @@ def render_scene(
             )
         front = [stem] if stem is not None else []
         # v20: flower buds crown the plant (a real plant's buds were called okra with its pods)
-        # and sit in the leaf axils along it: at the stalk's tip when it is in the frame, else
-        # at points along the stalk that are
+        # and sit in the leaf axils along it: at the stalk's tip when the tip is in the frame, and
+        # (always when it is not) at a point along the stalk's upper, in-frame part
         if stem is not None and stem.tube is not None and rng.random() < 0.75:
             tube = stem.tube
             along = np.linspace(tube.s_end - 1.0, tube.s_start + 1.0, 64)
