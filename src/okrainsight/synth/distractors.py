@@ -389,6 +389,22 @@ def stalk(
     return tube_sprite(tube, mat, light, rng, size, "vine")
 
 
+def _bud_part(
+    rng: np.random.Generator,
+    s_tab: np.ndarray,
+    r_tab: np.ndarray,
+    centre: np.ndarray,
+    angle: float,
+    curvature: float,
+    mat: Material,
+    light: Light,
+    size: Size,
+) -> Sprite | None:
+    """One tube of a bud cluster (a bud, its stalk or a bract) centred on ``centre`` ``(x, y)``."""
+    tube = _tube(s_tab, r_tab, (float(centre[0]), float(centre[1])), angle, rng, curvature)
+    return tube_sprite(tube, mat, light, rng, size, "bud")
+
+
 def bud_cluster(
     rng: np.random.Generator, top: Centre, angle: float, scale: float, light: Light, size: Size
 ) -> list[Sprite]:
@@ -396,9 +412,9 @@ def bud_cluster(
 
     A real plant's buds (``plant_01``) were called okra with its pods: each is a short, pale,
     ridged cone, a small pod to a network, but it is ovoid with a sharp tip and wrapped in 7 to
-    10 thread-thin bracts (the epicalyx) that splay from its foot, most behind it. 2 to 7 buds fan out from
-    ``top`` (image pixels, the stalk's tip) around ``angle`` (radians, image axes: x right,
-    y down; the stalk's heading), each 0.18-0.4 ``scale`` long on a short stalk.
+    10 thread-thin bracts (the epicalyx) that splay from its foot, most behind it. 2 to 7 buds
+    fan out from ``top`` (image pixels, the stalk's tip) around ``angle`` (radians, image axes:
+    x right, y down; the stalk's heading), each 0.18-0.4 ``scale`` long on a short stalk.
 
     Returns the sprites back to front (stalklets, bracts behind, buds, bracts in front), kind
     "bud"; the list is empty when all of it falls outside the image ``size`` (width, height).
@@ -422,9 +438,7 @@ def bud_cluster(
                 specular=0.05,
                 hair=rng.uniform(0.3, 0.9),
             )
-            sp = tube_sprite(
-                _tube(s, r, (float(c[0]), float(c[1])), a, rng, 0.0), mat, light, rng, size, "bud"
-            )
+            sp = _bud_part(rng, s, r, c, a, 0.0, mat, light, size)
             if sp is not None:
                 back.append(sp)
         # the bud: round foot (v = 0), long pointed tip (v = 1), ridged like the pod it will become
@@ -447,9 +461,7 @@ def bud_cluster(
             hair=rng.uniform(0.4, 1.0),
             mottle=0.08,
         )
-        sp = tube_sprite(
-            _tube(s, r, (float(c[0]), float(c[1])), a, rng, rng.normal(0, 0.3)), mat, light, rng, size, "bud"
-        )
+        sp = _bud_part(rng, s, r, c, a, rng.normal(0, 0.3), mat, light, size)
         if sp is not None:
             mid.append(sp)
         # the epicalyx: thread-thin bracts splaying from the bud's foot, some behind, some in front
@@ -463,14 +475,7 @@ def bud_cluster(
                 specular=0.05,
                 hair=rng.uniform(0.2, 0.8),
             )
-            sp = tube_sprite(
-                _tube(s, r, (float(c[0]), float(c[1])), b, rng, rng.normal(0, 1.0)),
-                mat,
-                light,
-                rng,
-                size,
-                "bud",
-            )
+            sp = _bud_part(rng, s, r, c, b, rng.normal(0, 1.0), mat, light, size)
             if sp is not None:
                 (front if rng.random() < 0.3 else back).append(sp)
     return back + mid + front
