@@ -131,7 +131,6 @@ def test_occluded_pods_lose_pixels_and_pods_match_instances() -> None:
                 occluded += 1
             # v20: pile pods are culled where pods in front hide them; their visible fraction,
             # from the filled outline, still matches the independent point-in-outline count's
-            assert 0 < pod["visible_fraction"] <= 1
             if full.sum() >= 40:
                 ratios.append(pod["visible_fraction"] / (visible.sum() / full.sum()))
             for x, y in pod["axis_points"]:
@@ -779,7 +778,7 @@ def test_bud_cluster_is_pale_cones_in_thread_thin_bracts_and_never_okra() -> Non
         buds = np.flatnonzero(radius > 0.35 * 0.18 * scale / 2 - 0.5)  # the narrowest bud is wider
         bracts = np.flatnonzero(radius <= max(1.0, 0.045 * 0.4 * scale) / 2 + 1e-6)
         assert 2 <= len(buds) <= 7 and len(bracts) >= 7 * len(buds)
-        # the cluster grows up from its foot: every sprite lies near the top, most of it above
+        # the cluster grows from the stalk's top: every sprite lies near it and reaches above it
         for sp in sprites:
             h, w = sp.cover.shape
             assert sp.x0 + w > top[0] - scale and sp.x0 < top[0] + scale and sp.y0 < top[1] + 4
@@ -813,7 +812,7 @@ def test_plant_scenes_crown_the_stalk_with_buds_outside_the_mask(monkeypatch: py
         if top.sum() > 20:
             with_buds += 1
         assert s.distractor_mask[top].all() and not s.mask[top].any()
-    assert with_buds >= 6
+    assert with_buds >= 9  # 12 of 16 measured; three in four crown the stalk, two in five of the rest
 
 
 def test_far_piles_hold_more_than_180_pods() -> None:

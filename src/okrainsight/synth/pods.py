@@ -220,8 +220,8 @@ def render_pod(
 
     ``hidden`` (``(height, width)`` bool, image pixels that opaque things in front cover) culls
     those pixels (v20): the sprite holds only the rest, and ``info["full_px"]`` records the
-    pod's okra area inside the image had nothing hidden it (its outline filled,
-    :func:`_okra_area`), from which the scene's ``visible_fraction`` is measured.
+    pod's okra area inside the image had nothing hidden it (:func:`_okra_area`), from which the
+    scene's ``visible_fraction`` is measured.
 
     A pod with ``attrs["tilt"] > 0`` points its cap towards the camera: its projected length
     shrinks by ``cos(tilt)`` and the face of the calyx (with the pale cut stem in its middle
@@ -246,14 +246,16 @@ def render_pod(
         _draw_end_disc(sprite, tube, mat, light, tilt, attrs["width"] / 2 * 0.92, rng, attrs["age"])
     sprite.info = dict(attrs)
     if hidden is not None:
-        sprite.info["full_px"] = _okra_area(tube, limit, image_size)
+        sprite.info["full_px"] = _okra_area(tube, limit, sprite, hidden)
     return sprite
 
 
-def _okra_area(tube: Tube, s_from: float, image_size: tuple[int, int]) -> int:
-    """Pixels inside the image ``(width, height)`` that the pod's outline from ``s_from`` (and the
-    calyx face of a tilted pod) covers: the okra area of a culled pod, had nothing hidden it."""
-    w, h = image_size
+def _okra_area(tube: Tube, s_from: float, sprite: Sprite, hidden: np.ndarray) -> int:
+    """The okra area inside the image of a pod culled under ``hidden`` (``(height, width)`` bool),
+    had nothing hidden it: its okra pixels that were drawn, counted exactly, plus an estimate of
+    those under ``hidden``: the pixels there that its outline from ``s_from`` (and the calyx face
+    of a tilted pod) covers."""
+    h, w = hidden.shape
     x0, y0, x1, y1 = tube.bbox(2.0)
     x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
     x1, y1 = min(int(np.ceil(x1)) + 1, w), min(int(np.ceil(y1)) + 1, h)
@@ -271,7 +273,11 @@ def _okra_area(tube: Tube, s_from: float, image_size: tuple[int, int]) -> int:
     for poly in polys:
         pts = np.round((poly - np.array([x0, y0])) * 4).astype(np.int32)
         cv2.fillPoly(canvas, [pts], 1, lineType=cv2.LINE_8, shift=2)
-    return int(canvas.sum())
+    under = hidden[y0:y1, x0:x1]
+    okra = sprite.okra if sprite.okra is not None else np.zeros((0, 0), bool)
+    sh, sw = okra.shape
+    drawn = okra & ~hidden[sprite.y0 : sprite.y0 + sh, sprite.x0 : sprite.x0 + sw]
+    return int(drawn.sum()) + int((canvas.astype(bool) & under).sum())
 
 
 def _draw_end_disc(

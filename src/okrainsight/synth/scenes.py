@@ -911,7 +911,9 @@ def render_scene(
             seen = np.flatnonzero((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h))
             picks = seen[:1] if len(seen) and seen[0] == 0 else seen[:0]
             if len(seen) and (len(picks) == 0 or rng.random() < 0.4):
-                picks = np.append(picks, rng.choice(seen[: max(1, len(seen) * 2 // 3)]))
+                axils = seen[len(picks) : max(len(picks) + 1, len(seen) * 2 // 3)]  # never the tip twice
+                if len(axils):
+                    picks = np.append(picks, rng.choice(axils))
             for i in picks:
                 p1, p0 = pts[max(int(i) - 1, 0)], pts[min(int(i) + 1, len(pts) - 1)]
                 heading = float(np.arctan2(p1[1] - p0[1], p1[0] - p0[0]))
@@ -1036,7 +1038,9 @@ def _finish(
         xi, yi = np.floor(pts[:, 0] + 0.5).astype(int), np.floor(pts[:, 1] + 0.5).astype(int)
         ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
         ok[ok] = inst_raw[yi[ok], xi[ok]] == rid
-        full = info.get("full_px", int(sp.okra.sum()))  # culled pile pods carry their full area
+        # culled pile pods carry their full area; an estimate can fall short for a sliver at the
+        # frame's edge, so it is never taken below what shows
+        full = max(info.get("full_px", int(sp.okra.sum())), int(counts[rid]))
         pods.append(
             {
                 "id": new_id,
@@ -1058,7 +1062,7 @@ def _finish(
                 "variety": str(info["variety"]),
                 "on_stalk": bool(info.get("on_stalk", False)),
                 "area_px": int(counts[rid]),
-                "visible_fraction": round(min(float(counts[rid]) / max(full, 1), 1.0), 4),
+                "visible_fraction": round(float(counts[rid]) / max(full, 1), 4),
                 "axis_points": [[float(x), float(y)] for x, y in pts[ok]],
             }
         )
