@@ -372,12 +372,19 @@ def vine(
 
 
 def stalk(
-    rng: np.random.Generator, centre: Centre, angle: float, scale: float, light: Light, size: Size
+    rng: np.random.Generator,
+    centre: Centre,
+    angle: float,
+    scale: float,
+    light: Light,
+    size: Size,
+    length: float | None = None,
 ) -> Sprite | None:
     """The okra plant's main stalk (v13): a thick, straight, pale and hairy green stem that pods
-    grow from; not okra. ``angle`` heads from its foot to its top; the sprite keeps its tube so
-    that pods can be attached along it."""
-    L = scale * rng.uniform(2.0, 3.5)
+    grow from; not okra. ``angle`` heads from its foot to its top; ``centre`` is its middle;
+    ``length`` in pixels (default 2-3.5 ``scale``); the sprite keeps its tube so that pods can be
+    attached along it."""
+    L = scale * rng.uniform(2.0, 3.5) if length is None else float(length)
     s, r = generic_profile(L, max(3.0, scale * rng.uniform(0.08, 0.14)), 0.01, 0.01, 0.2, 0.2)
     tube = _tube(s, r, centre, angle, rng, rng.normal(0, 0.25), rng.normal(0, 0.04))
     base = hsv(rng.uniform(75, 105), rng.uniform(0.2, 0.5), rng.uniform(0.45, 0.75))

@@ -9,7 +9,7 @@
 * ``pile``: a market pile, 16-320 overlapping pods, many cut by the frame;
 * ``hands``: pods on a surface with one or two hands over them;
 * ``plant``: pods upright on a stem among leaves, with the yellow okra flower (v20: and the
-  cluster of flower buds that crowns the stalk);
+  cluster of flower buds that crowns the stalk; v21: some framed close on the stalk's top);
 * ``negative``: no okra at all, distractors only;
 * ``produce`` (v9): no okra; a product shot of one look-alike framed whole on white (most real
   photos of green vegetables): whole leeks, a mound of spinach leaves, a bunch of greens on
@@ -74,7 +74,7 @@ HEAP_AREA = {
 #: Kinds only available with a real background photograph.
 PHOTO_KINDS = ("photo",)
 
-RENDERER_VERSION = "okrainsight-synth-20"
+RENDERER_VERSION = "okrainsight-synth-21"
 
 
 @dataclass
@@ -452,15 +452,17 @@ def _stalk_pods(
     size: tuple[int, int],
     light: Light,
     include_stem: bool,
+    along: tuple[float, float] = (0.15, 0.75),
 ) -> list[Sprite]:
     """``n`` young pods (:func:`plant_pod_attributes`) growing from points along the plant's
-    stalk ``stem``, each pointing up and away from it on alternating sides (v13)."""
+    stalk ``stem`` (at ``along``, fractions of its length from the foot), each pointing up and
+    away from it on alternating sides (v13)."""
     out = []
     side = 1.0 if rng.random() < 0.5 else -1.0
     for _ in range(n):
         attrs = plant_pod_attributes(rng, scale * rng.uniform(0.8, 1.1))
         attrs["on_stalk"] = True
-        at = float(rng.uniform(0.15, 0.75)) * (stem.s_end - stem.s_start) + stem.s_start
+        at = float(rng.uniform(*along)) * (stem.s_end - stem.s_start) + stem.s_start
         p0, p1 = stem.point_at(np.array(at - 2.0)), stem.point_at(np.array(at + 2.0))
         heading = float(np.arctan2(p1[1] - p0[1], p1[0] - p0[0]))
         a = heading + side * rng.uniform(0.12, 0.6)
@@ -873,19 +875,24 @@ def render_scene(
         scale = dim * rng.uniform(0.35, 0.7)
         back = _distractors(rng, int(rng.integers(0, 3)), scale, (w, h), light, ("leaf", "vine"))
         stem_x = w * rng.uniform(0.3, 0.7)
+        close = False
         if rng.random() < 0.6:  # v13: young pods growing from the thick main stalk, as photographed
-            stem = stalk(
-                rng,
-                (stem_x, h * rng.uniform(0.5, 0.8)),
-                -np.pi / 2 + rng.normal(0, 0.15),
-                scale,
-                light,
-                (w, h),
-            )
+            # v21: two in five framed close on the stalk's top, its buds, flower and youngest pods
+            # filling the frame (as plant_01, whose large buds were called okra)
+            close = rng.random() < 0.4
+            length, along = None, (0.15, 0.75)
+            centre = (stem_x, h * rng.uniform(0.5, 0.8))
+            if close:
+                scale = dim * rng.uniform(0.6, 0.9)
+                length, along = scale * rng.uniform(1.3, 2.0), (0.45, 0.85)
+                centre = (stem_x, h * rng.uniform(0.25, 0.45) + length / 2)  # room for the buds above
+            stem = stalk(rng, centre, -np.pi / 2 + rng.normal(0, 0.15), scale, light, (w, h), length)
             pods = (
                 []
                 if stem is None or stem.tube is None
-                else _stalk_pods(rng, int(rng.integers(1, 4)), stem.tube, scale, (w, h), light, include_stem)
+                else _stalk_pods(
+                    rng, int(rng.integers(1, 4)), stem.tube, scale, (w, h), light, include_stem, along
+                )
             )
         else:
             stem = vine(rng, (stem_x, h / 2), -np.pi / 2 + rng.normal(0, 0.2), dim * 0.6, light, (w, h))
@@ -904,7 +911,7 @@ def render_scene(
         # v20: flower buds crown the plant (a real plant's buds were called okra with its pods)
         # and sit in the leaf axils along it: at the stalk's tip when the tip is in the frame, and
         # (always when it is not) at a point along the stalk's upper, in-frame part
-        if stem is not None and stem.tube is not None and rng.random() < 0.75:
+        if stem is not None and stem.tube is not None and (close or rng.random() < 0.75):
             tube = stem.tube
             along = np.linspace(tube.s_end - 1.0, tube.s_start + 1.0, 64)
             pts = tube.point_at(along)
@@ -936,10 +943,13 @@ def render_scene(
             )
             if fl is not None:
                 extras.append(fl)
-        extras += _distractors(rng, int(rng.integers(1, 4)), scale, (w, h), light, ("leaf",))
+        extras += _distractors(
+            rng, int(rng.integers(0 if close else 1, 2 if close else 4)), scale, (w, h), light, ("leaf",)
+        )
         order = rng.permutation(len(pods) + len(extras))
         mixed = [(pods + extras)[i] for i in order]
-        sprites = back + front + mixed
+        # framed close, the leaves and flower fall behind the stalk, its buds and its pods
+        sprites = back + extras + front + pods if close else back + front + mixed
     elif kind == "negative":
         scale = dim * rng.uniform(0.35, 0.85)
         names = tuple(DISTRACTORS)
