@@ -41,8 +41,8 @@ demo: $(STAMP)
 # weights 6,1,1 (okra average). v0.10: fine-tune that average four times on a CPU from fresh scenes with white_02's
 # pods pasted in too (configs/default-round11.yaml, then configs/default-round12.yaml with zoom-out; seeds 0 and 1
 # each), average v0.9 and the four with weights 2,1,1,1,1, install into src/okrainsight/models/default (fp16 weights +
-# ONNX with int8 convolution weights, tiles 1,2, flips h,v,hv). Every step renders with the current renderer (v19;
-# v0.9's steps rendered v16, v0.10's round-11 fine-tunes v18, docs/synth.md). All 119 epochs and GPU training that is
+# ONNX with int8 convolution weights, tiles 1,2, flips h,v,hv). Every step renders with the current renderer (v21;
+# v0.9's steps rendered v16, v0.10's fine-tunes v18 and v19, docs/synth.md). All 119 epochs and GPU training that is
 # not bit-exact give a close model, not the same one (docs/model-card.md).
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
