@@ -349,18 +349,18 @@ def test_cli_train_config_with_flag_override(tiny_data: Path, tmp_path: Path) ->
 def test_init_from_copies_weights_and_refuses_other_arch(tmp_path: Path) -> None:
     from okrainsight.checkpoint import ModelCard, save_checkpoint
     from okrainsight.errors import ConfigError
-    from okrainsight.training import init_weights
+    from okrainsight.training import load_donor
 
     torch.manual_seed(1)
     donor = TinyNet(8)
     save_checkpoint(tmp_path / "donor", donor, ModelCard(arch=TINY, arch_kwargs={"width": 8}))
     fresh = TinyNet(8)
     assert not torch.equal(fresh.head.weight, donor.head.weight)
-    init_weights(fresh, str(tmp_path / "donor"), TINY)
+    fresh.load_state_dict(load_donor(str(tmp_path / "donor"), TINY, {})[0].state_dict())
     for key, value in donor.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(ConfigError, match="init_from holds"):
-        init_weights(TinyNet(8), str(tmp_path / "donor"), "okra_lraspp_small")
+        load_donor(str(tmp_path / "donor"), "okra_lraspp_small", {})
 
 
 def test_init_from_takes_the_built_in_default_by_name() -> None:
@@ -370,16 +370,16 @@ def test_init_from_takes_the_built_in_default_by_name() -> None:
     from okrainsight.errors import ModelError
     from okrainsight.runtime import BUILTIN_DIR
     from okrainsight.students import create_student
-    from okrainsight.training import init_weights
+    from okrainsight.training import load_donor
 
     card = load_card(BUILTIN_DIR / "default")
     fresh = create_student(card.arch, **card.arch_kwargs)
-    init_weights(fresh, "default", card.arch)
+    fresh.load_state_dict(load_donor("default", card.arch, {})[0].state_dict())
     builtin, _ = load_checkpoint(BUILTIN_DIR / "default")
     for key, value in builtin.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(ModelError, match="no built-in model named .nosuchmodel."):
-        init_weights(fresh, "nosuchmodel", card.arch)
+        load_donor("nosuchmodel", card.arch, {})
 
 
 def test_fine_tune_builds_the_donors_arch_kwargs(tiny_data: Path, tmp_path: Path) -> None:
@@ -388,16 +388,16 @@ def test_fine_tune_builds_the_donors_arch_kwargs(tiny_data: Path, tmp_path: Path
     config needs this), and refuses a config that sets another."""
     from okrainsight.checkpoint import ModelCard, load_card, save_checkpoint
     from okrainsight.runtime import BUILTIN_DIR
-    from okrainsight.training import TrainConfig, donor_arch_kwargs
+    from okrainsight.training import TrainConfig, load_donor
 
     card = load_card(BUILTIN_DIR / "default")
     assert card.arch_kwargs and TrainConfig().arch_kwargs == {}  # v0.9: {"width": 0.75}
-    assert donor_arch_kwargs("default", card.arch, {}) == card.arch_kwargs
-    assert donor_arch_kwargs("default", card.arch, dict(card.arch_kwargs)) == card.arch_kwargs
+    assert load_donor("default", card.arch, {})[1] == card.arch_kwargs
+    assert load_donor("default", card.arch, dict(card.arch_kwargs))[1] == card.arch_kwargs
     with pytest.raises(ConfigError, match="leave arch_kwargs unset"):
-        donor_arch_kwargs("default", card.arch, {"width": 0.25})
+        load_donor("default", card.arch, {"width": 0.25})
     with pytest.raises(ConfigError, match="init_from holds"):
-        donor_arch_kwargs("default", "u2netp", {})
+        load_donor("default", "u2netp", {})
     # end to end on a tiny student: the run's card and weights have the donor's width
     torch.manual_seed(3)
     save_checkpoint(tmp_path / "donor", TinyNet(5), ModelCard(arch=TINY, arch_kwargs={"width": 5}))

@@ -616,21 +616,6 @@ def load_donor(source: str, arch: str, arch_kwargs: dict[str, Any]) -> tuple[tor
     return donor, kwargs
 
 
-def donor_arch_kwargs(source: str, arch: str, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``arch_kwargs`` a fine-tune of ``source`` must build (:func:`load_donor`)."""
-    return load_donor(source, arch, arch_kwargs)[1]
-
-
-def _copy_weights(model: torch.nn.Module, donor: torch.nn.Module, arch: str, source: str) -> None:
-    model.load_state_dict(donor.state_dict())
-    log.info("initialised %s from %s", arch, source)
-
-
-def init_weights(model: torch.nn.Module, source: str, arch: str) -> None:
-    """Fine-tune: copy the weights of ``source`` (same ``arch``, :func:`load_donor`) into ``model``."""
-    _copy_weights(model, load_donor(source, arch, {})[0], arch, source)
-
-
 def train(cfg: TrainConfig) -> Path:
     """Train ``cfg.arch`` on ``cfg.data``; write the run folder ``cfg.out`` (module doc) and return it."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -697,7 +682,8 @@ def train(cfg: TrainConfig) -> Path:
         ),
     )
     if donor is not None:
-        _copy_weights(module.model, donor, cfg.arch, cfg.init_from)
+        module.model.load_state_dict(donor.state_dict())
+        log.info("initialised %s from %s", cfg.arch, cfg.init_from)
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
