@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/okra segment examples --out $(DEMO_OUT) --model default
 	@echo "Demo done: open $(DEMO_OUT)/report.html in a browser (masks, overlays, cut-outs, results.json beside it)."
 
-# The built-in default model (v0.10)'s recipe. v0.9: render the data (tools/prepare_default_data.py, with the real pods
+# The built-in default model (v0.11)'s recipe. v0.9: render the data (tools/prepare_default_data.py, with the real pods
 # of white_01 and white_04 and the odd-numbered real negatives when ../shared/data holds them), train the width-0.75
 # student from scratch with green surroundings for three in ten okra images (configs/default-gpu3.yaml: batches
 # augmented on the GPU; v0.9's run was stopped by a 5.6-minute cap on one H200 after 76 of these 119 epochs; many hours
@@ -43,7 +43,8 @@ demo: $(STAMP)
 # each), average v0.9 and the four with weights 2,1,1,1,1, install into src/okrainsight/models/default (fp16 weights +
 # ONNX with int8 convolution weights, tiles 1,2, flips h,v,hv). Every step renders with the current renderer (v21;
 # v0.9's steps rendered v16, v0.10's fine-tunes v18 and v19, docs/synth.md). All 119 epochs and GPU training that is
-# not bit-exact give a close model, not the same one (docs/model-card.md).
+# not bit-exact give a close model, not the same one (docs/model-card.md). v0.11: fine-tune v0.10 twice on renderer-v21
+# scenes (configs/default-round13.yaml, seeds 0 and 1) and average v0.10 and the two, 2:1:1.
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra
@@ -72,10 +73,17 @@ train-default: $(STAMP)
 	done
 	$(BIN)/okra average $(DEFAULT_RUN)-v09 $(DEFAULT_RUN)-r18s0 $(DEFAULT_RUN)-r18s1 $(DEFAULT_RUN)-z19s0 \
 		$(DEFAULT_RUN)-z19s1 --weights 2,1,1,1,1 --out $(DEFAULT_RUN)-avg
-	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-avg --recipe $(DEFAULT_DATA)-gpu/recipe.json \
+	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r21 --n 3000 --seed 21 --size 384x288 $(DEFAULT_PODS3)
+	for s in 0 1; do \
+		$(BIN)/okra train $(DEFAULT_DATA)-r21 --out $(DEFAULT_RUN)-u21s$$s --config configs/default-round13.yaml \
+			--init-from $(DEFAULT_RUN)-avg --seed $$s || exit 1; \
+	done
+	$(BIN)/okra average $(DEFAULT_RUN)-avg $(DEFAULT_RUN)-u21s0 $(DEFAULT_RUN)-u21s1 --weights 2,1,1 \
+		--out $(DEFAULT_RUN)-v011
+	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-v011 --recipe $(DEFAULT_DATA)-gpu/recipe.json \
 		--recipe $(DEFAULT_DATA)-r14/recipe.json --recipe $(DEFAULT_DATA)-r18/recipe.json \
-		--recipe $(DEFAULT_DATA)-r19/recipe.json --zooms 1,2 --flips h,v,hv --threshold 0.3 --seed-threshold 0.7 \
-		--int8-weights
+		--recipe $(DEFAULT_DATA)-r19/recipe.json --recipe $(DEFAULT_DATA)-r21/recipe.json --zooms 1,2 --flips h,v,hv \
+		--threshold 0.3 --seed-threshold 0.7 --int8-weights
 
 # Front-end runtime for okra serve: onnxruntime-web and swagger-ui-dist (the /docs page) from npm
 # (web/package-lock.json), copied into the package's static files; nothing is fetched from a CDN at run time.

@@ -162,3 +162,22 @@ def test_cli_average(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert missing.value.code == 2
     err = capsys.readouterr().err
     assert "nope" in err and err.count("\n") == 1  # one line naming the folder
+
+
+def test_a_mean_of_means_keeps_the_lineage_not_the_nested_cards(tmp_path: Path) -> None:
+    a, b, c = (_save(tmp_path / n, i) for i, n in enumerate("abc"))
+    ab = average_models([a, b], tmp_path / "ab", [3, 1])
+    abc = average_models([ab, c], tmp_path / "abc")
+    abcd = average_models([abc, _save(tmp_path / "d", 3)], tmp_path / "abcd")
+    top = load_card(abcd).extra["averaged_from"]
+    # a direct source that is a plain run keeps its full record
+    assert top[1]["run"] == "d" and top[1]["extra"] == {"epochs": 3} and top[1]["metrics"]
+    # a direct source that is a mean keeps the whole tree of runs and weights, cut to names
+    tree = top[0]["extra"]["averaged_from"]
+    assert [s["run"] for s in tree] == ["ab", "c"]
+    assert tree[1] == {"run": "c", "weight": 0.5, "name": "run2", "data_fingerprint": "sha256:data"}
+    assert [(s["run"], s["weight"]) for s in tree[0]["averaged_from"]] == [("a", 0.75), ("b", 0.25)]
+    assert all(set(s) <= {"run", "weight", "name", "data_fingerprint"} for s in tree[0]["averaged_from"])
+    # the nested runs' own records (here ``epochs``) stay in their folders, out of this card
+    text = (abcd / "card.json").read_text()
+    assert text.count('"epochs"') == 1 and text.count('"val_iou"') == 1

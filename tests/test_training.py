@@ -255,6 +255,9 @@ def test_shipped_configs_parse() -> None:
         "default-round8.yaml",
         "default-round9.yaml",
         "default-round10.yaml",
+        "default-round11.yaml",
+        "default-round12.yaml",
+        "default-round13.yaml",
     ):
         cfg = make_config(root / name)
         assert cfg.epochs >= 1 and min(cfg.input_size) >= 16
@@ -380,6 +383,29 @@ def test_init_from_takes_the_built_in_default_by_name() -> None:
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(ModelError, match="no built-in model named .nosuchmodel."):
         load_donor("nosuchmodel", card.arch, {})
+
+
+def test_built_in_default_fits_its_budget_and_names_its_runs() -> None:
+    """The built-in default is committed inside the package in at most 2 MB (issue 4), and its
+    card still names every run averaged into it (a mean of means keeps the lineage, not the
+    nested cards, which took v0.11's first install over the budget)."""
+    from okrainsight.checkpoint import load_card
+    from okrainsight.runtime import BUILTIN_DIR
+
+    folder = BUILTIN_DIR / "default"
+    files = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    assert {"card.json", "model.onnx", "model.safetensors"} <= set(files)
+    assert sum(files.values()) <= 2_000_000, files
+
+    def runs(sources: list) -> list[str]:
+        names = []
+        for s in sources:
+            names.append(s["run"])
+            names += runs(s.get("averaged_from") or (s.get("extra") or {}).get("averaged_from") or [])
+        return names
+
+    named = runs(load_card(folder).extra.get("averaged_from", []))
+    assert len(named) >= 2 and all(isinstance(n, str) and n for n in named)
 
 
 def test_fine_tune_builds_the_donors_arch_kwargs(tiny_data: Path, tmp_path: Path) -> None:

@@ -15,7 +15,10 @@ tiling and flips; its metrics are cleared (they described one model, not the mea
 fingerprint is derived from all of theirs, its teacher record is kept only when every source
 has the same one, and ``extra`` holds only ``averaged_from``: per source its run folder's name,
 weight, card name, fingerprint, metrics, teacher record and ``extra`` (training config, best
-epoch ...).
+epoch ...). A source that is itself a mean keeps only its lineage: its own ``averaged_from``
+tree with each entry cut to run, weight, name and fingerprint (see :func:`lineage`), so that a
+mean of means stays small (the built-in model's package has a 2 MB budget) while still naming
+every run it came from; those runs' folders hold their full cards.
 """
 
 from __future__ import annotations
@@ -43,6 +46,32 @@ def _fingerprint(cards: Sequence[ModelCard], weights: Sequence[float]) -> str | 
         return None
     text = "|".join(f"{p}*{w:g}" for p, w in zip(parts, weights, strict=True))
     return "avg-sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: What :func:`lineage` keeps of each source of a nested mean.
+LINEAGE_FIELDS = ("run", "weight", "name", "data_fingerprint")
+
+
+def lineage(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``averaged_from`` list ``sources`` cut to its tree of runs: per entry only
+    :data:`LINEAGE_FIELDS`, plus ``averaged_from`` (cut the same way) when that entry was a mean
+    itself. Weights stay relative to their own mean, as in the full cards."""
+    out = []
+    for src in sources:
+        entry = {k: src[k] for k in LINEAGE_FIELDS if k in src}
+        nested = (src.get("extra") or {}).get("averaged_from") or src.get("averaged_from")
+        if nested:
+            entry["averaged_from"] = lineage(nested)
+        out.append(entry)
+    return out
+
+
+def _source_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """What a source's card ``extra`` contributes: all of it, unless the source is a mean, whose
+    sources are cut to their lineage (:func:`lineage`)."""
+    if "averaged_from" not in extra:
+        return extra
+    return {**extra, "averaged_from": lineage(extra["averaged_from"])}
 
 
 def average_checkpoints(
@@ -111,7 +140,7 @@ def average_checkpoints(
             "data_fingerprint": c.data_fingerprint,
             "metrics": c.metrics,
             "teacher": c.teacher,
-            "extra": c.extra,  # what described one source (training config, best epoch, split)
+            "extra": _source_extra(c.extra),  # training config, best epoch, split; or a lineage
         }
         for p, wi, c in zip(paths, w, cards, strict=True)
     ]
