@@ -29,11 +29,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _rasterise_outline(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Independent rasterisation: pixel centres inside the outline polygon (point in polygon)."""
+    """Independent rasterisation: pixel centres inside the outline polygon (point in polygon),
+    tested only within the polygon's bounding box (every pixel outside it is outside)."""
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.zeros((h, w), bool)
+    x0, y0 = np.maximum(np.floor(poly.min(axis=0)).astype(int), 0)
+    x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + 1
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    yy, xx = np.mgrid[y0:y1, x0:x1]
     inside = MplPath(poly).contains_points(np.stack([xx.ravel(), yy.ravel()], axis=1))
-    return inside.reshape(h, w)
+    out[y0:y1, x0:x1] = inside.reshape(y1 - y0, x1 - x0)
+    return out
 
 
 @pytest.mark.parametrize("kind", ["white", "pile", "plant", None])
