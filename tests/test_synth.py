@@ -312,6 +312,19 @@ def _check_dataset(root: Path, n: int) -> list[dict]:
     return [records[s] for s in stems]
 
 
+def test_kinds_named_twice_are_drawn_twice_as_often(tmp_path: Path) -> None:
+    """``--kinds`` draws one entry per image, so repeating a kind weights the mix (the default
+    model's plant- and pile-heavy step renders ``plant,plant,plant,pile,pile,pile,...``)."""
+    out = render_dataset(
+        tmp_path / "ds", 48, 5, (64, 48), workers=1, kinds=["white"] * 3 + ["paper"], progress=False
+    )
+    counts = {k: 0 for k in ("white", "paper")}
+    for rec in read_manifest(out / "manifest.jsonl"):
+        counts[rec["kind"]] += 1
+    assert sum(counts.values()) == 48
+    assert counts["white"] >= 2 * counts["paper"] > 0  # 3:1 expected
+
+
 def test_dataset_is_deterministic_across_worker_counts(tmp_path: Path) -> None:
     a = render_dataset(tmp_path / "a", 6, 3, (128, 96), workers=1, progress=False)
     b = render_dataset(tmp_path / "b", 6, 3, (128, 96), workers=2, progress=False)

@@ -109,6 +109,12 @@ def main() -> int:
         help="only these photos of --pods, comma-separated stems (linked into OUT-pods/), "
         "e.g. white_01,white_04_bunch",
     )
+    ap.add_argument(
+        "--kinds",
+        default=None,
+        help="scene kinds to draw from (okra synth --kinds; a kind named twice comes twice as often), "
+        "e.g. plant,plant,pile,white; default: okra synth's mix",
+    )
     args = ap.parse_args()
     if args.pods is not None and not args.pods.is_dir():
         print(f"{args.pods}: no such folder; rendering without real pods", file=sys.stderr)
@@ -126,6 +132,8 @@ def main() -> int:
            "--negative-fraction", str(args.negative_fraction)]  # fmt: skip
     if args.pods is not None:
         cmd += ["--pods", str(args.pods), "--pod-fraction", str(args.pod_fraction)]
+    if args.kinds:
+        cmd += ["--kinds", args.kinds]
     print(" ".join(cmd))
     rc = subprocess.call(cmd)
     recipe = {"command": cmd, "skimage_samples": samples, "real_negatives_used": real}

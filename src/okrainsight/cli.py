@@ -455,7 +455,10 @@ def synth_cmd(
         0.1, "--negative-fraction", min=0.0, max=1.0, help="Share of images taken from --negatives."
     ),
     kinds: str | None = typer.Option(
-        None, "--kinds", help="Comma-separated scene kinds, e.g. white,pile,plant,negative (default: a mix)."
+        None,
+        "--kinds",
+        help="Comma-separated scene kinds, e.g. white,pile,plant,negative (default: a mix); "
+        "each image draws one entry, so a kind named twice comes twice as often.",
     ),
     include_stem: bool = typer.Option(False, "--include-stem", help="Put the stem in the mask too."),
     pods: Path | None = typer.Option(
@@ -474,6 +477,9 @@ def synth_cmd(
     Example:  okra synth data/synth --n 2000 --seed 0 --size 512x384 --negatives photos/greens
 
     Only shop photos of look-alikes:  okra synth data/produce --n 500 --kinds produce
+
+    Three plants and piles to one of each other kind:  okra synth data/p --n 3000 --kinds
+    plant,plant,plant,pile,pile,pile,white,cloth,wood,negative
 
     Real pods too (a folder okra label wrote):  okra synth data/mix --n 2000 --pods data/labelled
     """

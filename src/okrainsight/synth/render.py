@@ -215,7 +215,8 @@ def render_dataset(
             of the images use one).
         negatives: folder of photographs without okra, mixed in as empty-mask images
             (``negative_fraction`` of the images).
-        kinds: restrict to these scene kinds (see :data:`okrainsight.synth.scenes.KINDS`).
+        kinds: restrict to these scene kinds (see :data:`okrainsight.synth.scenes.KINDS`); each
+            image draws one entry uniformly, so a kind listed twice is drawn twice as often.
         include_stem: put the stem in the mask too.
         pods: folder of labelled real photographs (``images/`` + ``masks/``) whose okra pixels
             are cut out and pasted into ``pod_fraction`` of the images
