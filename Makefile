@@ -45,7 +45,8 @@ demo: $(STAMP)
 # v0.9's steps rendered v16, v0.10's fine-tunes v18 and v19, docs/synth.md). All 119 epochs and GPU training that is
 # not bit-exact give a close model, not the same one (docs/model-card.md). v0.11: fine-tune v0.10 twice on renderer-v21
 # scenes (configs/default-round13.yaml, seeds 0 and 1) and average v0.10 and the two, 2:1:1. v0.12: fine-tune v0.11
-# twice on plant- and pile-heavy renderer-v21 scenes (three plants and three piles to one of each other kind) and average
+# twice on plant- and pile-heavy renderer-v21 scenes (three plant scenes, three piles and two negatives to one of each
+# other kind: PLANT_PILE_KINDS) and average
 # v0.11 and the two, 3:4:4.
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default

@@ -15,8 +15,9 @@ tiling and flips; its metrics are cleared (they described one model, not the mea
 fingerprint is derived from all of theirs, its teacher record is kept only when every source
 has the same one, and ``extra`` holds only ``averaged_from``: per source its run folder's name,
 weight, card name, fingerprint, metrics, teacher record and ``extra`` (training config, best
-epoch ...). A source that is itself a mean keeps only its lineage: its own ``averaged_from``
-tree with each entry cut to run, weight, name and fingerprint (see :func:`lineage`), so that a
+epoch ...). For a source that is itself a mean, ``extra`` keeps its own keys but its
+``averaged_from`` is cut to the lineage: the tree of runs with each entry cut to run, weight,
+name and fingerprint (see :func:`lineage`), so that a
 mean of means stays small (the built-in model's package has a 2 MB budget) while still naming
 every run it came from; those runs' folders hold their full cards.
 """
@@ -69,7 +70,7 @@ def lineage(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _source_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """What a source's card ``extra`` contributes: all of it, unless the source is a mean, whose
     sources are cut to their lineage (:func:`lineage`)."""
-    if "averaged_from" not in extra:
+    if not extra.get("averaged_from"):
         return extra
     return {**extra, "averaged_from": lineage(extra["averaged_from"])}
 

@@ -458,7 +458,8 @@ def synth_cmd(
         None,
         "--kinds",
         help="Comma-separated scene kinds, e.g. white,pile,plant,negative (default: a mix); "
-        "each image draws one entry, so a kind named twice comes twice as often.",
+        "each rendered scene draws one entry, so a kind named twice comes twice as often "
+        "(--negatives and --pods images are drawn apart).",
     ),
     include_stem: bool = typer.Option(False, "--include-stem", help="Put the stem in the mask too."),
     pods: Path | None = typer.Option(
@@ -478,8 +479,8 @@ def synth_cmd(
 
     Only shop photos of look-alikes:  okra synth data/produce --n 500 --kinds produce
 
-    Three plants and piles to one of each other kind:  okra synth data/p --n 3000 --kinds
-    plant,plant,plant,pile,pile,pile,white,cloth,wood,negative
+    Three plant scenes and three piles to one white, cloth, wood and negative scene each:
+    okra synth data/p --n 3000 --kinds plant,plant,plant,pile,pile,pile,white,cloth,wood,negative
 
     Real pods too (a folder okra label wrote):  okra synth data/mix --n 2000 --pods data/labelled
     """

@@ -216,7 +216,8 @@ def render_dataset(
         negatives: folder of photographs without okra, mixed in as empty-mask images
             (``negative_fraction`` of the images).
         kinds: restrict to these scene kinds (see :data:`okrainsight.synth.scenes.KINDS`); each
-            image draws one entry uniformly, so a kind listed twice is drawn twice as often.
+            rendered scene draws one entry uniformly, so a kind listed twice is drawn twice as
+            often (the ``negatives`` and ``pods`` images are drawn before and ignore it).
         include_stem: put the stem in the mask too.
         pods: folder of labelled real photographs (``images/`` + ``masks/``) whose okra pixels
             are cut out and pasted into ``pod_fraction`` of the images
