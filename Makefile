@@ -56,6 +56,9 @@ DEFAULT_PODS = --pods $(REAL_OKRA) --pod-stems white_01,white_04_bunch --pod-fra
 PLANT_PILE_KINDS = plant,plant,plant,pile,pile,pile,negative,negative,produce,white,cloth,wood,bunch,shop,plate,hands,paper,board
 DEFAULT_PODS3 = --pods $(REAL_OKRA) --pod-stems white_01,white_02,white_04_bunch --pod-fraction 0.2 \
 	--negatives $(REAL_NEGATIVES)
+# Two CPU fine-tunes (training seeds 0 and 1) with configs/default-round13.yaml: $(1) data, $(2) run prefix, $(3) donor.
+finetune_round13 = for s in 0 1; do $(BIN)/okra train $(1) --out $(2)$$s --config configs/default-round13.yaml \
+	--init-from $(3) --seed $$s || exit 1; done
 .PHONY: train-default
 train-default: $(STAMP)
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-gpu --n 7000 --seed 7 --size 384x288 $(DEFAULT_PODS)
@@ -78,18 +81,12 @@ train-default: $(STAMP)
 	$(BIN)/okra average $(DEFAULT_RUN)-v09 $(DEFAULT_RUN)-r18s0 $(DEFAULT_RUN)-r18s1 $(DEFAULT_RUN)-z19s0 \
 		$(DEFAULT_RUN)-z19s1 --weights 2,1,1,1,1 --out $(DEFAULT_RUN)-avg
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-r21 --n 3000 --seed 21 --size 384x288 $(DEFAULT_PODS3)
-	for s in 0 1; do \
-		$(BIN)/okra train $(DEFAULT_DATA)-r21 --out $(DEFAULT_RUN)-u21s$$s --config configs/default-round13.yaml \
-			--init-from $(DEFAULT_RUN)-avg --seed $$s || exit 1; \
-	done
+	$(call finetune_round13,$(DEFAULT_DATA)-r21,$(DEFAULT_RUN)-u21s,$(DEFAULT_RUN)-avg)
 	$(BIN)/okra average $(DEFAULT_RUN)-avg $(DEFAULT_RUN)-u21s0 $(DEFAULT_RUN)-u21s1 --weights 2,1,1 \
 		--out $(DEFAULT_RUN)-v011
 	$(PY) tools/prepare_default_data.py --out $(DEFAULT_DATA)-p22 --n 3000 --seed 22 --size 384x288 $(DEFAULT_PODS3) \
 		--kinds $(PLANT_PILE_KINDS)
-	for s in 0 1; do \
-		$(BIN)/okra train $(DEFAULT_DATA)-p22 --out $(DEFAULT_RUN)-p22s$$s --config configs/default-round13.yaml \
-			--init-from $(DEFAULT_RUN)-v011 --seed $$s || exit 1; \
-	done
+	$(call finetune_round13,$(DEFAULT_DATA)-p22,$(DEFAULT_RUN)-p22s,$(DEFAULT_RUN)-v011)
 	$(BIN)/okra average $(DEFAULT_RUN)-v011 $(DEFAULT_RUN)-p22s0 $(DEFAULT_RUN)-p22s1 --weights 3,4,4 \
 		--out $(DEFAULT_RUN)-v012
 	$(PY) tools/install_default_model.py $(DEFAULT_RUN)-v012 --recipe $(DEFAULT_DATA)-gpu/recipe.json \
