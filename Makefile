@@ -46,8 +46,7 @@ demo: $(STAMP)
 # not bit-exact give a close model, not the same one (docs/model-card.md). v0.11: fine-tune v0.10 twice on renderer-v21
 # scenes (configs/default-round13.yaml, seeds 0 and 1) and average v0.10 and the two, 2:1:1. v0.12: fine-tune v0.11
 # twice on plant- and pile-heavy renderer-v21 scenes (three plant scenes, three piles and two negatives to one of each
-# other kind: PLANT_PILE_KINDS) and average
-# v0.11 and the two, 3:4:4.
+# other kind: PLANT_PILE_KINDS) and average v0.11 and the two, 3:4:4.
 DEFAULT_DATA ?= data/default
 DEFAULT_RUN ?= runs/default
 REAL_OKRA ?= ../shared/data/real-okra

@@ -389,6 +389,7 @@ def test_built_in_default_fits_its_budget_and_names_its_runs() -> None:
     """The built-in default is committed inside the package in at most 2 MB (issue 4), and its
     card still names every run averaged into it (a mean of means keeps the lineage, not the
     nested cards, which took v0.11's first install over the budget)."""
+    from okrainsight.average import lineage
     from okrainsight.checkpoint import load_card
     from okrainsight.runtime import BUILTIN_DIR
 
@@ -397,14 +398,10 @@ def test_built_in_default_fits_its_budget_and_names_its_runs() -> None:
     assert {"card.json", "model.onnx", "model.safetensors"} <= set(files)
     assert sum(files.values()) <= 2_000_000, files
 
-    def runs(sources: list) -> list[str]:
-        names = []
-        for s in sources:
-            names.append(s["run"])
-            names += runs(s.get("averaged_from") or (s.get("extra") or {}).get("averaged_from") or [])
-        return names
+    def runs(tree: list) -> list[str]:
+        return [n for s in tree for n in (s["run"], *runs(s.get("averaged_from", [])))]
 
-    named = runs(load_card(folder).extra.get("averaged_from", []))
+    named = runs(lineage(load_card(folder).extra.get("averaged_from", [])))
     assert len(named) >= 2 and all(isinstance(n, str) and n for n in named)
 
 

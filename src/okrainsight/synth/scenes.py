@@ -452,7 +452,7 @@ def _stalk_pods(
     size: tuple[int, int],
     light: Light,
     include_stem: bool,
-    along: tuple[float, float] = (0.15, 0.75),
+    along: tuple[float, float],
 ) -> list[Sprite]:
     """``n`` young pods (:func:`plant_pod_attributes`) growing from points along the plant's
     stalk ``stem`` (at ``along``, fractions of its length from the foot), each pointing up and
